@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: GPL-2.0
+# Entry points. Kbuild (not this file) describes the module to the kernel build.
+#
+#   make          build secretmemfd.ko against the cached guest kernel (or KDIR=...)
+#   make demo     boot the guest, load the module, run the demo
+#   make check    build everything and run every test in the guest
+#   make clippy / fmt / fmt-check
+
+SHELL := /bin/bash
+export PATH := /usr/lib/llvm-19/bin:$(HOME)/.cargo/bin:$(PATH)
+KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)
+# rustfmt follows the crate root to every module.
+RUST_SRC = secretmem.rs
+
+.PHONY: all module setup kernel clippy fmt fmt-check userspace demo check clean
+
+all: module
+
+setup:
+	@scripts/setup-tools.sh
+
+kernel: setup
+	@$(KDIR_CMD) >/dev/null
+
+module: setup
+	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 modules
+
+clippy: setup
+	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 CLIPPY=1 modules
+
+fmt: setup
+	@kdir=$$($(KDIR_CMD)) && rustfmt --edition 2021 --config-path "$$kdir/.rustfmt.toml" $(RUST_SRC)
+
+fmt-check: setup
+	@kdir=$$($(KDIR_CMD)) && rustfmt --check --edition 2021 --config-path "$$kdir/.rustfmt.toml" $(RUST_SRC)
+
+userspace:
+	@$(MAKE) -s -C tests/userspace
+
+demo: module userspace
+	@scripts/vm-run.sh tests/guest/demo.sh
+
+check: module userspace
+	@scripts/check.sh
+
+clean:
+	@rm -rf .tmp_versions *.o *.ko *.mod *.mod.c *.cmd .*.cmd modules.order Module.symvers \
+		*.rmeta .*.d rust-project.json
+	@$(MAKE) -s -C tests/userspace clean

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Boots the guest kernel under virtme-ng (2 vCPUs), loads secretmemfd.ko, runs
+# GUEST_SCRIPT [ARGS...] inside it and decides on the host: the run fails on a
+# boot failure or time-out, a non-zero exit, a failed or missing KUnit case,
+# or any kernel splat in the log. Artifacts stay in $SECRETMEM_OUT (./out).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+[ $# -ge 1 ] || die "usage: vm-run.sh GUEST_SCRIPT [ARGS...]"
+script=$(realpath "$1")
+shift
+tree=$(kernel_dir)
+image=$tree/arch/x86/boot/bzImage
+ko=$SECRETMEM_TOP/secretmemfd.ko
+out=$(realpath -m "${SECRETMEM_OUT:-$SECRETMEM_TOP/out}")
+[ -f "$image" ] || die "no kernel image at $image"
+[ -f "$ko" ] || die "no module at $ko: run make first"
+command -v vng >/dev/null || die "vng not found: run scripts/setup-tools.sh"
+
+rm -rf "$out"
+mkdir -p "$out"
+
+# KVM is tried once per machine: here qemu aborts on MSR 0x10a, so fall back to TCG.
+accel=()
+probe=$SECRETMEM_CACHE/kvm-probe
+if [ ! -f "$probe" ]; then
+	mkdir -p "$SECRETMEM_CACHE"
+	if [ -w /dev/kvm ] && timeout 3 qemu-system-x86_64 -accel kvm -cpu host -display none \
+		-nodefaults -no-reboot -m 64 -S >/dev/null 2>&1; then
+		echo kvm >"$probe"
+	else
+		rc=$?
+		# 124: qemu was still running when the probe ended it, so KVM works.
+		if [ $rc = 124 ]; then echo kvm >"$probe"; else echo tcg >"$probe"; fi
+	fi
+fi
+[ "$(cat "$probe")" = kvm ] || accel=(--disable-kvm)
+
+timeout_s=${SECRETMEM_VM_TIMEOUT:-900}
+start=$(date +%s)
+# vng's exit status is 255 whatever the guest does, and vng needs a stdin:
+# the guest reports through files in $out.
+timeout "$timeout_s" vng -r "$image" "${accel[@]}" --disable-microvm --force-9p \
+	--cpus 2 --memory 2G --rwdir="$out" --verbose \
+	--append "panic=-1 oops=panic" \
+	-e "$SECRETMEM_TOP/tests/guest/init.sh $out $ko $script $*" \
+	</dev/null >"$out/console.log" 2>&1 || true
+echo "vm: guest ran $(($(date +%s) - start)) s (${accel[*]:-kvm}); log in $out/console.log" >&2
+
+fail=0
+if [ ! -f "$out/status" ]; then
+	echo "vm: FAIL: the guest did not finish (boot failure, panic or time-out after ${timeout_s} s)" >&2
+	tail -n 30 "$out/console.log" >&2
+	exit 1
+fi
+# Real splat markers only: a debug kernel also prints look-alikes such as
+# "RCU lockdep checking is enabled" and ACPI's "Warning: ...".
+splat='BUG: |WARNING: CPU:|Oops:|general protection|Call Trace:|possible (recursive|circular|irq lock inversion|.*) locking|suspected memory leaks|Kernel panic'
+if grep -E -h "$splat" "$out/console.log" "$out/dmesg.txt" 2>/dev/null | head -n 5 >"$out/splats.txt" &&
+	[ -s "$out/splats.txt" ]; then
+	echo "vm: FAIL: kernel splat in the guest log:" >&2
+	cat "$out/splats.txt" >&2
+	fail=1
+fi
+if [ -s "$out/reason" ]; then
+	echo "vm: FAIL: $(cat "$out/reason")" >&2
+	fail=1
+fi
+if [ -f "$out/kunit.ktap" ]; then
+	kpass=$(grep -E '^[[:space:]]+ok [0-9]+ ' "$out/kunit.ktap" | grep -vc '# SKIP' || true)
+	kfail=$(grep -cE '^[[:space:]]+not ok [0-9]+ |^[[:space:]]+ok [0-9]+ .*# SKIP' "$out/kunit.ktap" || true)
+	echo "$kpass $kfail" >"$out/kunit.counts"
+	if [ $((kpass + kfail)) = 0 ]; then
+		echo "vm: FAIL: KUnit suite secretmemfd ran no case" >&2
+		fail=1
+	elif [ "$kfail" != 0 ]; then
+		echo "vm: FAIL: $kfail KUnit case(s) failed or skipped:" >&2
+		grep -E '^[[:space:]]+not ok|# SKIP' "$out/kunit.ktap" >&2
+		fail=1
+	fi
+fi
+status=$(cat "$out/status")
+if [ "$status" != 0 ]; then
+	echo "vm: FAIL: guest command exited $status" >&2
+	fail=1
+fi
+exit $fail
