@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `RLIMIT_MEMLOCK` accounting of secret pages against the user who created the area.
+//!
+//! The charge goes to `user_struct::locked_vm`, as io_uring and perf charge theirs: it needs no
+//! mmap lock, so the fault handler can charge, and it follows the memory, not a process.
+
+use crate::shim;
+use kernel::{
+    bindings,
+    error::code::EAGAIN,
+    ffi::c_ulong,
+    prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+};
+
+/// The locked-memory charge of one secret area.
+///
+/// # Invariants
+///
+/// `user` holds a reference to a `user_struct`, and `charged` pages of its `locked_vm` are ours.
+pub(crate) struct MemlockCharge {
+    user: *mut bindings::user_struct,
+    limit: c_ulong,
+    charged: Atomic<usize>,
+}
+
+// SAFETY: The `user_struct` is reference counted and its `locked_vm` is atomic: the charge can be
+// taken and dropped from any thread.
+unsafe impl Send for MemlockCharge {}
+// SAFETY: All `&self` methods only touch atomics.
+unsafe impl Sync for MemlockCharge {}
+
+impl MemlockCharge {
+    /// Starts an empty charge against the current user, with the current task's limit.
+    ///
+    /// `CAP_IPC_LOCK` or an infinite limit lifts the limit; pages are still counted.
+    pub(crate) fn for_current_user() -> Self {
+        // SAFETY: Takes a reference to the current task's user; no precondition.
+        let user = unsafe { shim::secretmem_shim_get_current_user() };
+        // SAFETY: Reads the current task's limit and capability; no precondition.
+        let limit = unsafe { shim::secretmem_shim_memlock_limit_pages() };
+        // INVARIANT: We hold a reference to `user` and have charged nothing yet.
+        Self {
+            user,
+            limit,
+            charged: Atomic::new(0),
+        }
+    }
+
+    /// Charges `pages`; fails with `EAGAIN` over the limit, charging nothing.
+    pub(crate) fn charge(&self, pages: usize) -> Result {
+        // SAFETY: `self.user` is a valid `user_struct` by the type invariants.
+        if !unsafe { shim::secretmem_shim_charge_locked(self.user, pages as c_ulong, self.limit) } {
+            return Err(EAGAIN);
+        }
+        // INVARIANT: `pages` more are ours now.
+        self.charged.add(pages, Relaxed);
+        Ok(())
+    }
+
+    /// Gives back `pages` charged by [`MemlockCharge::charge`].
+    pub(crate) fn uncharge(&self, pages: usize) {
+        // INVARIANT: The caller charged `pages` before; they stop being ours.
+        self.charged.fetch_sub(pages, Relaxed);
+        // SAFETY: `self.user` is a valid `user_struct` by the type invariants, and these pages
+        // were charged to it.
+        unsafe { shim::secretmem_shim_uncharge_locked(self.user, pages as c_ulong) };
+    }
+
+    /// Returns the number of pages charged now.
+    pub(crate) fn pages(&self) -> usize {
+        self.charged.load(Relaxed)
+    }
+}
+
+impl Drop for MemlockCharge {
+    fn drop(&mut self) {
+        let pages = self.charged.load(Relaxed);
+        // SAFETY: By the type invariants, `self.user` is valid and `pages` are charged to it;
+        // this drops our reference to it, which is not used again.
+        unsafe {
+            shim::secretmem_shim_uncharge_locked(self.user, pages as c_ulong);
+            shim::secretmem_shim_put_user(self.user);
+        }
+    }
+}

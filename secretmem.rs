@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! secretmemfd: memory that not even the kernel can read through its direct map.
+//!
+//! A process asks `/dev/secretmem` (or the `secretmemfd()` system call) for a secret memory file
+//! descriptor, sizes it with `ftruncate` and maps it `MAP_SHARED`:
+//!
+//! ```c
+//! int dev = open("/dev/secretmem", O_RDWR);
+//! int fd = ioctl(dev, SECRETMEM_CREATE, SECRETMEM_EXCLUSIVE | O_CLOEXEC);
+//! ftruncate(fd, 4096);
+//! char *key = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+//! ```
+//!
+//! Each page is removed from the kernel direct map before it reaches user space, and put back and
+//! zeroed when the last user of the file is gone. `Documentation/secretmem-abi.rst` has the rest.
+
+use kernel::{
+    bindings, debugfs,
+    ffi::{
+        c_long,
+        c_uint, //
+    },
+    fs::File,
+    ioctl::_IO,
+    miscdevice::{
+        MiscDevice,
+        MiscDeviceOptions,
+        MiscDeviceRegistration, //
+    },
+    prelude::*,
+    sync::atomic::Relaxed,
+    types::Opaque,
+};
+
+mod area;
+mod direct_map;
+mod memlock;
+mod secretmem_fops;
+mod shim;
+mod stats;
+#[cfg(CONFIG_KUNIT)]
+mod tests;
+
+module! {
+    type: SecretMemModule,
+    name: "secretmemfd",
+    authors: ["secretmem developers"],
+    description: "Secret memory file descriptors backed by pages out of the kernel direct map",
+    license: "GPL",
+}
+
+/// `ioctl(devfd, SECRETMEM_CREATE, flags)`: the UAPI header's request.
+const SECRETMEM_CREATE: u32 = _IO(0xB9, 0x01);
+
+/// The module: the device, the system call entry, the hibernation guard and the stats file.
+#[pin_data(PinnedDrop)]
+struct SecretMemModule {
+    #[pin]
+    device: DeviceRegistration,
+    #[pin]
+    stats_file: debugfs::File<stats::StatsFile>,
+    debugfs_dir: debugfs::Dir,
+}
+
+impl kernel::InPlaceModule for SecretMemModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let dir = debugfs::Dir::new(c"secretmemfd");
+        try_pin_init!(Self {
+            device <- DeviceRegistration::register(),
+            stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
+            debugfs_dir: dir,
+        })
+        .pin_chain(|_| {
+            // SAFETY: `hibernation_busy` is a plain function that stays valid while the module
+            // is loaded; `drop` unregisters it.
+            to_result(unsafe { shim::secretmem_shim_pm_register(hibernation_busy) })?;
+            // SAFETY: `entry_create` stays valid while the module is loaded; the kernel pins the
+            // module while a call runs, and `drop` unregisters it.
+            let ret = unsafe { shim::secretmem_shim_entry_register(entry_create) };
+            if ret != 0 {
+                // SAFETY: Registered just above.
+                unsafe { shim::secretmem_shim_pm_unregister() };
+                return Err(Error::from_errno(ret));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for SecretMemModule {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Both were registered in `init`, which succeeded since we are being dropped.
+        unsafe {
+            shim::secretmem_shim_entry_unregister();
+            shim::secretmem_shim_pm_unregister();
+        }
+    }
+}
+
+/// Answers the PM notifier: hibernation would write secret pages to disk.
+extern "C" fn hibernation_busy() -> bool {
+    stats::STATS.areas.load(Relaxed) != 0
+}
+
+/// The `secretmemfd(flags)` system call, dispatched here by the kernel's stub.
+extern "C" fn entry_create(flags: c_uint) -> c_long {
+    match secretmem_fops::create_fd(flags) {
+        Ok(fd) => fd as c_long,
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+/// `/dev/secretmem`: an open device only serves `SECRETMEM_CREATE`.
+struct SecretMemDevice;
+
+#[vtable]
+impl MiscDevice for SecretMemDevice {
+    type Ptr = ();
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result {
+        Ok(())
+    }
+
+    fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            SECRETMEM_CREATE => {
+                let flags = u32::try_from(arg).map_err(|_| EINVAL)?;
+                Ok(secretmem_fops::create_fd(flags)? as isize)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// A registration of `/dev/secretmem` with mode 0666.
+///
+/// [`MiscDeviceOptions`] carries only a name, which gives a 0600 node; the node's mode must be
+/// in the `struct miscdevice` before `misc_register()` creates it.
+///
+/// # Invariants
+///
+/// `inner` is a `struct miscdevice` built by [`MiscDeviceOptions::into_raw`] for
+/// [`SecretMemDevice`] and registered with `misc_register()` until drop.
+#[pin_data(PinnedDrop)]
+struct DeviceRegistration {
+    #[pin]
+    inner: Opaque<bindings::miscdevice>,
+}
+
+// SAFETY: `misc_deregister` may run on any thread.
+unsafe impl Send for DeviceRegistration {}
+// SAFETY: There are no `&self` methods.
+unsafe impl Sync for DeviceRegistration {}
+
+impl DeviceRegistration {
+    fn register() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            inner <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
+                let mut raw = MiscDeviceOptions {
+                    name: c"secretmem",
+                }
+                .into_raw::<SecretMemDevice>();
+                raw.mode = 0o666;
+                // SAFETY: The initializer may write to `slot`.
+                unsafe { slot.write(raw) };
+                // SAFETY: `slot` holds a miscdevice whose fops expect a
+                // `MiscDeviceRegistration<SecretMemDevice>` in `private_data`: that type is a
+                // transparent wrapper of the same `struct miscdevice`. `slot` is pinned and
+                // deregistered in drop before it is freed.
+                // INVARIANT: On success `slot` is registered.
+                to_result(unsafe { bindings::misc_register(slot) })
+            }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for DeviceRegistration {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Registered by the type invariants.
+        unsafe { bindings::misc_deregister(self.inner.get()) };
+    }
+}

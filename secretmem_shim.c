@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers for the secretmemfd module. Each wraps one static inline, macro
+ * or C-only interface that the Rust kernel crate does not bind.
+ */
+
+#include <linux/anon_inodes.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/notifier.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/user.h>
+#include <linux/secretmemfd_entry.h>
+#include <linux/smp.h>
+#include <linux/suspend.h>
+#include <linux/uaccess.h>
+#include <asm/unistd.h>
+
+#include "secretmem_shim.h"
+
+/* The system call number this module serves, or -1 when it serves none. */
+static int syscall_nr = -1;
+module_param(syscall_nr, int, 0444);
+MODULE_PARM_DESC(syscall_nr, "secretmemfd() system call number served, -1 if none");
+
+struct file *secretmem_shim_file_create(const struct file_operations *fops,
+					const struct inode_operations *iops,
+					void *priv)
+{
+	struct file *file;
+	struct inode *inode;
+
+	file = anon_inode_create_getfile("[secretmem]", fops, priv, O_RDWR,
+					 NULL);
+	if (IS_ERR(file))
+		return file;
+
+	/* A private inode: behave as a regular file that ftruncate sizes. */
+	inode = file_inode(file);
+	inode->i_op = iops;
+	inode->i_mode |= S_IFREG;
+	inode->i_size = 0;
+	inode->i_private = priv;
+	file->f_flags |= O_LARGEFILE;
+	return file;
+}
+
+void secretmem_shim_inode_lock(struct inode *inode)
+{
+	inode_lock(inode);
+}
+
+void secretmem_shim_inode_unlock(struct inode *inode)
+{
+	inode_unlock(inode);
+}
+
+unsigned long secretmem_shim_page_to_pfn(struct page *page)
+{
+	return page_to_pfn(page);
+}
+
+unsigned long secretmem_shim_page_address(struct page *page)
+{
+	return (unsigned long)page_address(page);
+}
+
+void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
+				   const struct vm_operations_struct *ops,
+				   void *priv, bool uncached)
+{
+	/* Special PFN PTEs: every GUP path refuses them. */
+	vm_flags_set(vma, VM_PFNMAP);
+	vma->vm_ops = ops;
+	vma->vm_private_data = priv;
+	if (uncached)
+		vma->vm_page_prot = pgprot_noncached(vma->vm_page_prot);
+}
+
+struct user_struct *secretmem_shim_get_current_user(void)
+{
+	return get_current_user();
+}
+
+void secretmem_shim_put_user(struct user_struct *user)
+{
+	free_uid(user);
+}
+
+unsigned long secretmem_shim_memlock_limit_pages(void)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK);
+
+	if (capable(CAP_IPC_LOCK) || limit == RLIM_INFINITY)
+		return ULONG_MAX;
+	return limit >> PAGE_SHIFT;
+}
+
+/* Charges user->locked_vm as io_uring and perf do: no mmap lock needed. */
+bool secretmem_shim_charge_locked(struct user_struct *user,
+				  unsigned long pages, unsigned long limit)
+{
+	unsigned long cur = atomic_long_read(&user->locked_vm);
+	unsigned long new;
+
+	do {
+		new = cur + pages;
+		if (new < cur || new > limit)
+			return false;
+	} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, new));
+	return true;
+}
+
+void secretmem_shim_uncharge_locked(struct user_struct *user,
+				    unsigned long pages)
+{
+	atomic_long_sub(pages, &user->locked_vm);
+}
+
+static bool (*secretmem_hibernation_busy)(void);
+
+static int secretmem_pm_notify(struct notifier_block *nb, unsigned long action,
+			       void *data)
+{
+	if (action == PM_HIBERNATION_PREPARE && secretmem_hibernation_busy()) {
+		pr_info("secretmemfd: refusing hibernation while secret memory exists\n");
+		return notifier_from_errno(-EBUSY);
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block secretmem_pm_nb = {
+	.notifier_call = secretmem_pm_notify,
+};
+
+int secretmem_shim_pm_register(bool (*busy)(void))
+{
+	secretmem_hibernation_busy = busy;
+	return register_pm_notifier(&secretmem_pm_nb);
+}
+
+void secretmem_shim_pm_unregister(void)
+{
+	unregister_pm_notifier(&secretmem_pm_nb);
+}
+
+static struct secretmemfd_entry secretmem_entry = {
+	.owner = THIS_MODULE,
+};
+
+int secretmem_shim_entry_register(long (*create)(unsigned int flags))
+{
+	int ret;
+
+	secretmem_entry.create = create;
+	ret = secretmemfd_entry_register(&secretmem_entry);
+	if (!ret)
+		syscall_nr = __NR_secretmemfd;
+	return ret;
+}
+
+void secretmem_shim_entry_unregister(void)
+{
+	syscall_nr = -1;
+	secretmemfd_entry_unregister(&secretmem_entry);
+}
+
+bool secretmem_shim_direct_map_present(struct page *page)
+{
+	unsigned int level;
+	pte_t *pte = lookup_address((unsigned long)page_address(page), &level);
+
+	return pte && pte_present(*pte);
+}
+
+struct secretmem_probe {
+	struct page *page;
+	int ret;
+};
+
+static void secretmem_probe_read(void *info)
+{
+	struct secretmem_probe *probe = info;
+	unsigned long word;
+
+	if (copy_from_kernel_nofault(&word, page_address(probe->page),
+				     sizeof(word)))
+		probe->ret = -EFAULT;
+	else
+		probe->ret = 0;
+}
+
+/*
+ * Reads the page through the direct map on this CPU or on another one:
+ * 0 if the read worked, -EFAULT if it faulted, -ENODEV if there is no
+ * other CPU.
+ */
+int secretmem_shim_direct_map_read(struct page *page, bool other_cpu)
+{
+	struct secretmem_probe probe = { .page = page, .ret = -EINVAL };
+	int cpu = get_cpu();
+	int target = other_cpu ? cpumask_any_but(cpu_online_mask, cpu) : cpu;
+
+	put_cpu();
+	if (target >= nr_cpu_ids)
+		return -ENODEV;
+	smp_call_function_single(target, secretmem_probe_read, &probe, 1);
+	return probe.ret;
+}

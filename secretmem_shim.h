@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers for the secretmemfd module: static inlines, macros and C-only
+ * plumbing that the kernel crate has no binding for. Mirrored in shim.rs.
+ */
+#ifndef SECRETMEM_SHIM_H
+#define SECRETMEM_SHIM_H
+
+#include <linux/mm_types.h>
+#include <linux/types.h>
+
+struct file;
+struct file_operations;
+struct inode;
+struct inode_operations;
+struct user_struct;
+
+struct file *secretmem_shim_file_create(const struct file_operations *fops,
+					const struct inode_operations *iops,
+					void *priv);
+void secretmem_shim_inode_lock(struct inode *inode);
+void secretmem_shim_inode_unlock(struct inode *inode);
+
+unsigned long secretmem_shim_page_to_pfn(struct page *page);
+unsigned long secretmem_shim_page_address(struct page *page);
+
+void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
+				   const struct vm_operations_struct *ops,
+				   void *priv, bool uncached);
+
+struct user_struct *secretmem_shim_get_current_user(void);
+void secretmem_shim_put_user(struct user_struct *user);
+unsigned long secretmem_shim_memlock_limit_pages(void);
+bool secretmem_shim_charge_locked(struct user_struct *user,
+				  unsigned long pages, unsigned long limit);
+void secretmem_shim_uncharge_locked(struct user_struct *user,
+				    unsigned long pages);
+
+int secretmem_shim_pm_register(bool (*busy)(void));
+void secretmem_shim_pm_unregister(void);
+
+int secretmem_shim_entry_register(long (*create)(unsigned int flags));
+void secretmem_shim_entry_unregister(void);
+
+bool secretmem_shim_direct_map_present(struct page *page);
+int secretmem_shim_direct_map_read(struct page *page, bool other_cpu);
+
+#endif /* SECRETMEM_SHIM_H */

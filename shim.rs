@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Prototypes of `secretmem_shim.c` and of the kernel functions that the kernel crate does not
+//! bind (`asm/set_memory.h` and `asm/tlbflush.h` are not in its bindings).
+//!
+//! Only the thin wrappers in `direct_map.rs`, `memlock.rs`, `secretmem_fops.rs` and
+//! `secretmem.rs` call these.
+
+use kernel::{
+    bindings,
+    ffi::{
+        c_int,
+        c_long,
+        c_uint,
+        c_ulong,
+        c_void, //
+    }, //
+};
+
+// `improper_ctypes`: some of these structs hold lockdep maps only under `CONFIG_LOCKDEP`, so the
+// lint's verdict depends on the config; they are only ever passed by pointer.
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn secretmem_shim_file_create(
+        fops: *const bindings::file_operations,
+        iops: *const bindings::inode_operations,
+        private: *mut c_void,
+    ) -> *mut bindings::file;
+    pub(crate) fn secretmem_shim_inode_lock(inode: *mut bindings::inode);
+    pub(crate) fn secretmem_shim_inode_unlock(inode: *mut bindings::inode);
+
+    pub(crate) fn secretmem_shim_page_to_pfn(page: *mut bindings::page) -> c_ulong;
+    pub(crate) fn secretmem_shim_page_address(page: *mut bindings::page) -> c_ulong;
+
+    pub(crate) fn secretmem_shim_vma_set_pfnmap(
+        vma: *mut bindings::vm_area_struct,
+        ops: *const bindings::vm_operations_struct,
+        private: *mut c_void,
+        uncached: bool,
+    );
+
+    pub(crate) fn secretmem_shim_get_current_user() -> *mut bindings::user_struct;
+    pub(crate) fn secretmem_shim_put_user(user: *mut bindings::user_struct);
+    pub(crate) fn secretmem_shim_memlock_limit_pages() -> c_ulong;
+    pub(crate) fn secretmem_shim_charge_locked(
+        user: *mut bindings::user_struct,
+        pages: c_ulong,
+        limit: c_ulong,
+    ) -> bool;
+    pub(crate) fn secretmem_shim_uncharge_locked(user: *mut bindings::user_struct, pages: c_ulong);
+
+    pub(crate) fn secretmem_shim_pm_register(busy: unsafe extern "C" fn() -> bool) -> c_int;
+    pub(crate) fn secretmem_shim_pm_unregister();
+
+    pub(crate) fn secretmem_shim_entry_register(
+        create: unsafe extern "C" fn(flags: c_uint) -> c_long,
+    ) -> c_int;
+    pub(crate) fn secretmem_shim_entry_unregister();
+
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn secretmem_shim_direct_map_present(page: *mut bindings::page) -> bool;
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn secretmem_shim_direct_map_read(
+        page: *mut bindings::page,
+        other_cpu: bool,
+    ) -> c_int;
+
+    // Exported to this module by kernel/patches/0001.
+    pub(crate) fn set_direct_map_invalid_noflush(page: *mut bindings::page) -> c_int;
+    pub(crate) fn set_direct_map_default_noflush(page: *mut bindings::page) -> c_int;
+    pub(crate) fn flush_tlb_kernel_range(start: c_ulong, end: c_ulong);
+
+    // Exported to all GPL modules.
+    pub(crate) fn set_pages_uc(page: *mut bindings::page, numpages: c_int) -> c_int;
+    pub(crate) fn set_pages_wb(page: *mut bindings::page, numpages: c_int) -> c_int;
+}

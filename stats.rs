@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Global counters, shown in `/sys/kernel/debug/secretmemfd/stats`.
+
+use core::fmt;
+use kernel::{
+    page::PAGE_SIZE,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    }, //
+};
+
+/// Counters of what the module holds now and what it has done since it was loaded.
+pub(crate) struct Stats {
+    /// Secret memory files that exist now.
+    pub(crate) areas: Atomic<usize>,
+    /// Secret pages that exist now (all out of the direct map).
+    pub(crate) pages: Atomic<usize>,
+    /// Page faults served.
+    pub(crate) faults: Atomic<u64>,
+    /// Pages removed from the direct map.
+    pub(crate) direct_map_removals: Atomic<u64>,
+    /// Pages put back into the direct map.
+    pub(crate) direct_map_restores: Atomic<u64>,
+    /// Kernel TLB range flushes.
+    pub(crate) tlb_flushes: Atomic<u64>,
+}
+
+/// The module's counters.
+pub(crate) static STATS: Stats = Stats {
+    areas: Atomic::new(0),
+    pages: Atomic::new(0),
+    faults: Atomic::new(0),
+    direct_map_removals: Atomic::new(0),
+    direct_map_restores: Atomic::new(0),
+    tlb_flushes: Atomic::new(0),
+};
+
+/// The debugfs view of [`STATS`]; `Debug` is what the file shows.
+pub(crate) struct StatsFile;
+
+impl fmt::Debug for StatsFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &STATS;
+        let pages = s.pages.load(Relaxed);
+        writeln!(f, "areas: {}", s.areas.load(Relaxed))?;
+        writeln!(f, "pages: {}", pages)?;
+        writeln!(f, "bytes: {}", pages * PAGE_SIZE)?;
+        writeln!(f, "faults: {}", s.faults.load(Relaxed))?;
+        writeln!(
+            f,
+            "direct_map_removals: {}",
+            s.direct_map_removals.load(Relaxed)
+        )?;
+        writeln!(
+            f,
+            "direct_map_restores: {}",
+            s.direct_map_restores.load(Relaxed)
+        )?;
+        writeln!(f, "tlb_flushes: {}", s.tlb_flushes.load(Relaxed))
+    }
+}

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests, run when the module loads on a kernel with `CONFIG_KUNIT`.
+
+use kernel::prelude::*;
+
+#[kunit_tests(secretmemfd)]
+mod tests {
+    use crate::{
+        area::{
+            CreateFlags,
+            SecretArea,
+            O_CLOEXEC,
+            SECRETMEM_UNCACHED, //
+        },
+        direct_map::{
+            CacheMode,
+            PageSource,
+            SecretPage, //
+        },
+        shim,
+    };
+    use kernel::{
+        alloc::flags::GFP_KERNEL,
+        error::code::{
+            EFAULT,
+            EINVAL,
+            ENODEV, //
+        },
+        page::{
+            Page,
+            PAGE_SIZE, //
+        },
+    };
+
+    /// Whether the direct map has a present entry for `page`.
+    fn present(page: *mut kernel::bindings::page) -> bool {
+        // SAFETY: `page` is a valid page for the caller's whole test.
+        unsafe { shim::secretmem_shim_direct_map_present(page) }
+    }
+
+    /// Reads `page` through the direct map on this CPU or another: 0 or a negative errno.
+    fn read(page: *mut kernel::bindings::page, other_cpu: bool) -> i32 {
+        // SAFETY: `page` is a valid page for the caller's whole test; the read cannot fault the
+        // kernel, it reports a fault.
+        unsafe { shim::secretmem_shim_direct_map_read(page, other_cpu) }
+    }
+
+    #[test]
+    fn flags_accept_modes_and_cloexec_only() {
+        let f = CreateFlags::parse(0).unwrap();
+        assert_eq!(f.mode, CacheMode::Cached);
+        assert!(!f.cloexec);
+        let f = CreateFlags::parse(SECRETMEM_UNCACHED | O_CLOEXEC).unwrap();
+        assert_eq!(f.mode, CacheMode::Uncached);
+        assert!(f.cloexec);
+        assert_eq!(CreateFlags::parse(0x2), Err(EINVAL));
+        assert_eq!(CreateFlags::parse(1 << 31), Err(EINVAL));
+        assert_eq!(
+            CreateFlags::parse(kernel::bindings::O_NONBLOCK),
+            Err(EINVAL)
+        );
+    }
+
+    #[test]
+    fn size_is_set_once() {
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        assert_eq!(area.size(), 0);
+        assert_eq!(area.set_size(3 * PAGE_SIZE as u64 + 1), Ok(()));
+        assert_eq!(area.size(), 3 * PAGE_SIZE as u64 + 1);
+        assert_eq!(area.set_size(PAGE_SIZE as u64), Err(EINVAL));
+        assert_eq!(area.size(), 3 * PAGE_SIZE as u64 + 1);
+    }
+
+    #[test]
+    fn store_creates_each_page_once_within_the_size() {
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        assert_eq!(area.pfn_at(0), Err(EFAULT));
+        area.set_size(2 * PAGE_SIZE as u64 + 1).unwrap();
+        let first = area.pfn_at(0).unwrap();
+        assert_eq!(area.pfn_at(0), Ok(first));
+        let last = area.pfn_at(2).unwrap();
+        assert_ne!(first, last);
+        assert_eq!(area.pfn_at(3), Err(EFAULT));
+        assert_eq!(area.resident_pages(), 2);
+    }
+
+    #[test]
+    fn secret_page_is_out_of_the_direct_map_on_every_cpu() {
+        for mode in [CacheMode::Cached, CacheMode::Uncached] {
+            let page = PageSource::take(mode).unwrap();
+            assert!(!present(page.as_ptr()));
+            assert_eq!(read(page.as_ptr(), false), EFAULT.to_errno());
+            let other = read(page.as_ptr(), true);
+            assert_ne!(other, ENODEV.to_errno(), "the guest needs a second CPU");
+            assert_eq!(other, EFAULT.to_errno());
+        }
+    }
+
+    #[test]
+    fn released_page_is_back_and_zeroed() {
+        for mode in [CacheMode::Cached, CacheMode::Uncached] {
+            let page = Page::alloc_page(GFP_KERNEL).unwrap();
+            let secret = [0x5au8; 64];
+            // SAFETY: We own the page; `secret` fits in it.
+            unsafe { page.write_raw(secret.as_ptr(), 128, secret.len()) }.unwrap();
+            let page = SecretPage::remove_from_direct_map(page, mode).unwrap();
+            assert!(!present(page.as_ptr()));
+
+            let page = page.restore().unwrap();
+            assert!(present(page.as_ptr()));
+            assert_eq!(read(page.as_ptr(), true), 0);
+            let mut back = [0xffu8; 256];
+            for offset in (0..PAGE_SIZE).step_by(back.len()) {
+                // SAFETY: We own the page; `back` fits at `offset`.
+                unsafe { page.read_raw(back.as_mut_ptr(), offset, back.len()) }.unwrap();
+                assert!(back.iter().all(|&b| b == 0));
+            }
+        }
+    }
+}

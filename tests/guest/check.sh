@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs inside the guest once init.sh has loaded the module: the userspace
+# suites as root and as an unprivileged user, the root-only suite, then a
+# clean unload and a kmemleak scan. TAP goes to $SECRETMEM_GUEST_OUT.
+set -u
+out=$SECRETMEM_GUEST_OUT
+bin=$(cd "$(dirname "$0")/../userspace" && pwd)
+rc=0
+
+"$bin/secretmem_test" >"$out/userspace-root.tap" 2>&1 || rc=1
+setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$bin/secretmem_test" >"$out/userspace-user.tap" 2>&1 || rc=1
+"$bin/root_test" >"$out/root.tap" 2>&1 || rc=1
+
+# After the last user, the module must unload with the direct map restored.
+if ! rmmod secretmemfd >"$out/rmmod.txt" 2>&1; then
+	echo "rmmod secretmemfd failed after the tests: $(cat "$out/rmmod.txt")" >>"$out/reason"
+	rc=1
+fi
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan >/sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak >"$out/kmemleak.txt"
+	if [ -s "$out/kmemleak.txt" ]; then
+		echo "kmemleak: suspected memory leaks (see kmemleak.txt)" >>"$out/reason"
+		rc=1
+	fi
+else
+	echo "kmemleak is not available in the guest" >>"$out/reason"
+	rc=1
+fi
+exit $rc

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs inside the guest: loads the module, runs the given script, then leaves
+# the kernel log, the KUnit results and the exit status in OUT for the host.
+# usage: init.sh OUT KO SCRIPT [ARGS...]
+set -u
+out=$1 ko=$2
+shift 2
+export SECRETMEM_GUEST_OUT=$out SECRETMEM_KO=$ko
+
+finish() {
+	dmesg >"$out/dmesg.txt" 2>&1
+	echo "$1" >"$out/status"
+	sync
+}
+
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+if ! insmod "$ko" >"$out/insmod.txt" 2>&1; then
+	echo "insmod $ko failed: $(cat "$out/insmod.txt")" >"$out/reason"
+	finish 1
+	exit 1
+fi
+cp /sys/kernel/debug/kunit/secretmemfd/results "$out/kunit.ktap" 2>/dev/null ||
+	echo "no KUnit results for suite secretmemfd" >"$out/reason"
+
+"$@"
+finish $?

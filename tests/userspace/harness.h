@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A small test harness for the secretmemfd userspace tests: assertions that
+ * exit the test's child with a message, helpers to map secret memory and to
+ * run code in a child, and a runner that prints TAP.
+ */
+#ifndef SECRETMEM_HARNESS_H
+#define SECRETMEM_HARNESS_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "secretmemfd.h"
+
+#define SECRET "correct horse battery staple"
+#define CONTROL "ordinary memory, readable by all"
+
+static long ps;
+
+#define CHECK(cond)							\
+	do {								\
+		if (!(cond)) {						\
+			fprintf(stderr, "  %s:%d: %s failed (errno %d: %s)\n", \
+				__func__, __LINE__, #cond, errno,	\
+				strerror(errno));			\
+			exit(1);					\
+		}							\
+	} while (0)
+
+/* Expects a call to fail with exactly this errno. */
+#define CHECK_ERR(call, err)						\
+	do {								\
+		errno = 0;						\
+		long __r = (long)(call);				\
+		if (__r != -1 || errno != (err)) {			\
+			fprintf(stderr, "  %s:%d: %s returned %ld errno %d (%s), want -1 errno %d (%s)\n", \
+				__func__, __LINE__, #call, __r, errno,	\
+				strerror(errno), err, strerror(err));	\
+			exit(1);					\
+		}							\
+	} while (0)
+
+/* A secret fd of @pages pages, mapped shared read/write. */
+static inline char *secret_map(int *fdp, unsigned int flags, long pages)
+{
+	int fd = secretmemfd(flags);
+	char *p;
+
+	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, pages * ps) == 0);
+	p = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	*fdp = fd;
+	return p;
+}
+
+static inline void touch(void *addr)
+{
+	*(volatile char *)addr = 1;
+}
+
+/* Runs @fn(@arg) in a child and returns the signal that ended it, or 0. */
+static inline int child_signal(void (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (!pid) {
+		fn(arg);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+struct test {
+	const char *name;
+	void (*fn)(void);
+};
+
+/* Whether @name is among the names given on the command line (or none was). */
+static inline bool selected(const char *name, int argc, char **argv)
+{
+	if (argc < 2)
+		return true;
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return true;
+	return false;
+}
+
+/*
+ * Runs each test (those named in argv, or all) in its own child and prints
+ * TAP; returns the exit status. An unknown name is a failure.
+ */
+static inline int run_tests(const struct test *tests, size_t n, int argc, char **argv)
+{
+	size_t planned = 0, i, k = 0;
+	int failed = 0, status;
+
+	ps = sysconf(_SC_PAGESIZE);
+	for (i = 0; i < n; i++)
+		planned += selected(tests[i].name, argc, argv);
+	if (argc > 1 && planned != (size_t)argc - 1) {
+		fprintf(stderr, "unknown test name among the arguments\n");
+		return 2;
+	}
+	printf("TAP version 13\n1..%zu\n", planned);
+	for (i = 0; i < n; i++) {
+		pid_t pid;
+
+		if (!selected(tests[i].name, argc, argv))
+			continue;
+		k++;
+		fflush(stdout);
+		pid = fork();
+		if (pid < 0)
+			return 2;
+		if (!pid) {
+			tests[i].fn();
+			_exit(0);
+		}
+		waitpid(pid, &status, 0);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+			printf("ok %zu %s\n", k, tests[i].name);
+		} else {
+			printf("not ok %zu %s (%s %d)\n", k, tests[i].name,
+			       WIFSIGNALED(status) ? "signal" : "exit",
+			       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+			failed++;
+		}
+	}
+	fflush(stdout);
+	return failed ? 1 : 0;
+}
+
+#endif /* SECRETMEM_HARNESS_H */

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tests of secretmemfd that need root inside the guest: the debugfs stats,
+ * module pinning, core dumps and hibernation. Prints TAP.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include "harness.h"
+
+#define STATS "/sys/kernel/debug/secretmemfd/stats"
+
+/* Reads counter @key from the module's debugfs stats. */
+static long stat_value(const char *key)
+{
+	char line[128];
+	size_t n = strlen(key);
+	long value = -1;
+	FILE *f = fopen(STATS, "re");
+
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			value = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	CHECK(value >= 0);
+	return value;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY);
+
+	CHECK(fd >= 0);
+	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+}
+
+static void test_stats_follow_pages(void)
+{
+	long areas = stat_value("areas"), pages = stat_value("pages");
+	long removals = stat_value("direct_map_removals");
+	long restores = stat_value("direct_map_restores");
+	long flushes = stat_value("tlb_flushes"), faults = stat_value("faults");
+	int fd;
+	char *p = secret_map(&fd, 0, 2);
+
+	p[0] = p[ps] = 1;
+	CHECK(stat_value("areas") == areas + 1);
+	CHECK(stat_value("pages") == pages + 2);
+	CHECK(stat_value("bytes") == (pages + 2) * ps);
+	CHECK(stat_value("direct_map_removals") == removals + 2);
+	CHECK(stat_value("tlb_flushes") == flushes + 2);
+	CHECK(stat_value("faults") >= faults + 2);
+	CHECK(munmap(p, 2 * ps) == 0 && close(fd) == 0);
+	CHECK(stat_value("areas") == areas);
+	CHECK(stat_value("pages") == pages);
+	CHECK(stat_value("direct_map_restores") == restores + 2);
+}
+
+static void test_module_pinned_while_in_use(void)
+{
+	int fd;
+	char *p = secret_map(&fd, 0, 1);
+
+	CHECK_ERR(syscall(__NR_delete_module, "secretmemfd", O_NONBLOCK), EWOULDBLOCK);
+	/* A mapping alone keeps the file, and so the module. */
+	CHECK(close(fd) == 0);
+	CHECK_ERR(syscall(__NR_delete_module, "secretmemfd", O_NONBLOCK), EWOULDBLOCK);
+	CHECK(munmap(p, ps) == 0);
+}
+
+static void dump_core(void *arg)
+{
+	struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
+	char *control = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd;
+	char *p = secret_map(&fd, 0, 1);
+
+	(void)arg;
+	CHECK(control != MAP_FAILED);
+	CHECK(setrlimit(RLIMIT_CORE, &unlimited) == 0);
+	/* Built at run time, so only the two pages ever hold these strings. */
+	snprintf(p, ps, "secret-%d-%d", getpid(), 0x5ec);
+	snprintf(control, ps, "control-%d-%d", getpid(), 0xc0);
+	abort();
+}
+
+static void test_core_dump_excludes_secret(void)
+{
+	char path[64], want[64], *core;
+	int status, fd;
+	struct stat st;
+	pid_t pid;
+
+	write_file("/proc/sys/kernel/core_pattern", "/tmp/secretmem-core.%p");
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid)
+		dump_core(NULL);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFSIGNALED(status) && WCOREDUMP(status));
+	snprintf(path, sizeof(path), "/tmp/secretmem-core.%d", pid);
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0);
+	core = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	CHECK(core != MAP_FAILED);
+	snprintf(want, sizeof(want), "control-%d-%d", pid, 0xc0);
+	CHECK(memmem(core, st.st_size, want, strlen(want)));
+	snprintf(want, sizeof(want), "secret-%d-%d", pid, 0x5ec);
+	CHECK(!memmem(core, st.st_size, want, strlen(want)));
+	unlink(path);
+}
+
+/* With pm_test=freezer, hibernation stops after freezing tasks. */
+static int try_hibernate(void)
+{
+	int fd = open("/sys/power/state", O_WRONLY), err = 0;
+
+	CHECK(fd >= 0);
+	if (write(fd, "disk", 4) != 4)
+		err = errno;
+	close(fd);
+	return err;
+}
+
+static void test_hibernation_refused_while_open(void)
+{
+	int fd = secretmemfd(0);
+
+	CHECK(fd >= 0);
+	write_file("/sys/power/pm_test", "freezer");
+	CHECK(try_hibernate() == EBUSY);
+	CHECK(close(fd) == 0);
+	CHECK(try_hibernate() == 0);
+	write_file("/sys/power/pm_test", "none");
+}
+
+static const struct test tests[] = {
+	{ "stats_follow_pages", test_stats_follow_pages },
+	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
+	{ "core_dump_excludes_secret", test_core_dump_excludes_secret },
+	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
+};
+
+int main(int argc, char **argv)
+{
+	return run_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Userspace tests of secretmemfd, run inside the guest as root and as an
+ * unprivileged user. Each test runs in its own child and asserts an exact
+ * result; attacks on secret memory are paired with the same attack on
+ * ordinary memory, which must succeed, so a refusal for another reason
+ * cannot pass. Prints TAP; exits non-zero if any test failed.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/io_uring.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+
+#include "harness.h"
+
+static void drop_privileges(void)
+{
+	if (geteuid() == 0) {
+		CHECK(setgroups(0, NULL) == 0);
+		CHECK(setresgid(65534, 65534, 65534) == 0);
+		CHECK(setresuid(65534, 65534, 65534) == 0);
+	}
+}
+
+static void test_create_flags(void)
+{
+	int fd = secretmemfd_ioctl(SECRETMEM_EXCLUSIVE);
+
+	CHECK(fd >= 0);
+	CHECK(!(fcntl(fd, F_GETFD) & FD_CLOEXEC));
+	close(fd);
+	fd = secretmemfd_ioctl(SECRETMEM_UNCACHED | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+	CHECK_ERR(secretmemfd_ioctl(0x2), EINVAL);
+	CHECK_ERR(secretmemfd_ioctl(0x80000000U), EINVAL);
+	CHECK_ERR(secretmemfd_ioctl(O_NONBLOCK), EINVAL);
+}
+
+static void test_syscall_entry(void)
+{
+	long nr = secretmemfd_syscall_nr();
+	int fd;
+
+	CHECK(nr == 473);
+	fd = syscall(nr, SECRETMEM_EXCLUSIVE | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+	CHECK_ERR(syscall(nr, 0x4), EINVAL);
+}
+
+static void test_size_once_and_fstat(void)
+{
+	struct stat st;
+	int fd = secretmemfd(0);
+
+	CHECK(fd >= 0);
+	CHECK(fstat(fd, &st) == 0 && st.st_size == 0);
+	CHECK(ftruncate(fd, 3 * ps) == 0);
+	CHECK(fstat(fd, &st) == 0);
+	CHECK(S_ISREG(st.st_mode));
+	CHECK(st.st_size == 3 * ps);
+	CHECK_ERR(ftruncate(fd, ps), EINVAL);
+	CHECK_ERR(ftruncate(fd, 3 * ps), EINVAL);
+	CHECK(fstat(fd, &st) == 0 && st.st_size == 3 * ps);
+}
+
+static void test_read_write_splice_refused(void)
+{
+	char buf[16] = "x";
+	int fd = secretmemfd(0), pfd[2];
+
+	CHECK(fd >= 0 && ftruncate(fd, ps) == 0);
+	CHECK_ERR(read(fd, buf, sizeof(buf)), EINVAL);
+	CHECK_ERR(write(fd, buf, sizeof(buf)), EINVAL);
+	CHECK_ERR(pread(fd, buf, sizeof(buf), 0), EINVAL);
+	CHECK(pipe(pfd) == 0);
+	CHECK_ERR(splice(fd, NULL, pfd[1], NULL, sizeof(buf), 0), EINVAL);
+	CHECK(write(pfd[1], buf, 1) == 1);
+	CHECK_ERR(splice(pfd[0], NULL, fd, NULL, 1, 0), EINVAL);
+}
+
+static void test_mmap_rules(void)
+{
+	int fd = secretmemfd(0);
+	void *p;
+
+	CHECK(fd >= 0 && ftruncate(fd, ps) == 0);
+	CHECK_ERR(mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), EINVAL);
+	CHECK_ERR(mmap(NULL, ps, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0), EPERM);
+	p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	CHECK_ERR(mprotect(p, ps, PROT_READ | PROT_EXEC), EACCES);
+}
+
+static void test_fresh_zero_and_read_back(void)
+{
+	int fd;
+	char *p = secret_map(&fd, 0, 4), *q;
+
+	for (long i = 0; i < 4 * ps; i++)
+		CHECK(p[i] == 0);
+	for (long i = 0; i < 4 * ps; i++)
+		p[i] = (char)(i * 7 + 3);
+	CHECK(munmap(p, 4 * ps) == 0);
+	q = mmap(NULL, 4 * ps, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(q != MAP_FAILED);
+	for (long i = 0; i < 4 * ps; i++)
+		CHECK(q[i] == (char)(i * 7 + 3));
+}
+
+static void test_sigbus_past_size(void)
+{
+	int fd = secretmemfd(0);
+	char *p;
+
+	CHECK(fd >= 0);
+	p = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	/* Mapped before it was sized: every page is past the size. */
+	CHECK(child_signal(touch, p) == SIGBUS);
+	CHECK(ftruncate(fd, ps + 1) == 0);
+	CHECK(child_signal(touch, p) == 0);
+	CHECK(child_signal(touch, p + ps) == 0);
+	CHECK(ftruncate(fd, 0) == -1);
+	p = mmap(NULL, 3 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	CHECK(child_signal(touch, p + 2 * ps) == SIGBUS);
+}
+
+static void test_shared_between_mappings_and_fork(void)
+{
+	int fd, status;
+	char *p = secret_map(&fd, 0, 1), *q;
+	pid_t pid;
+
+	q = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(q != MAP_FAILED && q != p);
+	strcpy(p, SECRET);
+	CHECK(strcmp(q, SECRET) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		if (strcmp(p, SECRET))
+			_exit(2);
+		strcpy(q, "written by the child");
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(strcmp(p, "written by the child") == 0);
+}
+
+/* The attacks: each must fail on the secret and work on the control page. */
+static char *control_page(void)
+{
+	char *c = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK(c != MAP_FAILED);
+	strcpy(c, CONTROL);
+	return c;
+}
+
+static ssize_t vm_readv(pid_t pid, void *addr, char *buf, size_t len)
+{
+	struct iovec local = { buf, len }, remote = { addr, len };
+
+	return process_vm_readv(pid, &local, 1, &remote, 1, 0);
+}
+
+static void test_process_vm_readv_refused(void)
+{
+	int fd;
+	char *p = secret_map(&fd, 0, 1), *c = control_page(), buf[64];
+
+	strcpy(p, SECRET);
+	CHECK(vm_readv(getpid(), c, buf, sizeof(buf)) == sizeof(buf));
+	CHECK(strcmp(buf, CONTROL) == 0);
+	CHECK_ERR(vm_readv(getpid(), p, buf, sizeof(buf)), EFAULT);
+}
+
+static void test_proc_mem_refused(void)
+{
+	int fd, mem = open("/proc/self/mem", O_RDONLY);
+	char *p = secret_map(&fd, 0, 1), *c = control_page(), buf[64];
+
+	CHECK(mem >= 0);
+	strcpy(p, SECRET);
+	CHECK(pread(mem, buf, sizeof(buf), (off_t)(uintptr_t)c) == sizeof(buf));
+	CHECK(strcmp(buf, CONTROL) == 0);
+	CHECK_ERR(pread(mem, buf, sizeof(buf), (off_t)(uintptr_t)p), EIO);
+	CHECK_ERR(pwrite(mem, "x", 1, (off_t)(uintptr_t)p), EIO);
+	CHECK(strcmp(p, SECRET) == 0);
+}
+
+static void test_ptrace_peek_refused(void)
+{
+	int fd, status;
+	char *p = secret_map(&fd, 0, 1), *c = control_page();
+	pid_t pid;
+	long word;
+
+	strcpy(p, SECRET);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+		raise(SIGSTOP);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFSTOPPED(status));
+	errno = 0;
+	word = ptrace(PTRACE_PEEKDATA, pid, c, NULL);
+	CHECK(errno == 0 && memcmp(&word, CONTROL, sizeof(word)) == 0);
+	CHECK_ERR(ptrace(PTRACE_PEEKDATA, pid, p, NULL), EIO);
+	CHECK_ERR(ptrace(PTRACE_POKEDATA, pid, p, 0L), EIO);
+	CHECK(ptrace(PTRACE_CONT, pid, NULL, NULL) == 0);
+	CHECK(waitpid(pid, &status, 0) == pid);
+}
+
+static void test_vmsplice_refused(void)
+{
+	int fd, pfd[2];
+	char *p = secret_map(&fd, 0, 1), *c = control_page();
+	struct iovec iov = { c, 64 };
+
+	strcpy(p, SECRET);
+	CHECK(pipe(pfd) == 0);
+	CHECK(vmsplice(pfd[1], &iov, 1, 0) == 64);
+	iov.iov_base = p;
+	CHECK_ERR(vmsplice(pfd[1], &iov, 1, 0), EFAULT);
+}
+
+static void test_io_uring_register_refused(void)
+{
+	struct io_uring_params params = { 0 };
+	int fd, ring;
+	char *p = secret_map(&fd, 0, 1), *c = control_page();
+	struct iovec iov = { c, ps };
+
+	ring = syscall(__NR_io_uring_setup, 1, &params);
+	CHECK(ring >= 0);
+	CHECK(syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1) == 0);
+	CHECK(syscall(__NR_io_uring_register, ring, IORING_UNREGISTER_BUFFERS, NULL, 0) == 0);
+	iov.iov_base = p;
+	CHECK_ERR(syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1), EFAULT);
+}
+
+static void test_proc_fd_reopen_refused(void)
+{
+	int fd = secretmemfd(0);
+	char path[64];
+
+	CHECK(fd >= 0 && ftruncate(fd, ps) == 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	CHECK_ERR(open(path, O_RDWR), ENXIO);
+	CHECK_ERR(open(path, O_RDONLY), ENXIO);
+}
+
+/* Reads the number after "@key\t" in this process's fdinfo of @fd. */
+static long fdinfo_value(int fd, const char *key)
+{
+	char path[64], line[256];
+	long value = -1;
+	size_t n = strlen(key);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			value = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return value;
+}
+
+static void test_fdinfo(void)
+{
+	int fd;
+	char *p = secret_map(&fd, SECRETMEM_UNCACHED, 2), path[64], line[256];
+	bool uncached = false;
+	FILE *f;
+
+	CHECK(fdinfo_value(fd, "secretmem-size") == 2 * ps);
+	CHECK(fdinfo_value(fd, "secretmem-pages") == 0);
+	p[ps] = 1;
+	CHECK(fdinfo_value(fd, "secretmem-pages") == 1);
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		uncached |= !strcmp(line, "secretmem-mode:\tuncached\n");
+	CHECK(uncached);
+}
+
+static void test_memlock_limit_and_refund(void)
+{
+	struct rlimit lim = { 2 * ps, 2 * ps };
+	int fd;
+	char *p;
+
+	drop_privileges();
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	p = secret_map(&fd, 0, 4);
+	CHECK(child_signal(touch, p) == 0);
+	CHECK(child_signal(touch, p + ps) == 0);
+	CHECK(child_signal(touch, p + 2 * ps) == SIGBUS);
+	CHECK(fdinfo_value(fd, "secretmem-pages") == 2);
+	CHECK(munmap(p, 4 * ps) == 0);
+	CHECK(close(fd) == 0);
+	/* Closing the last reference refunds both pages. */
+	p = secret_map(&fd, 0, 2);
+	CHECK(child_signal(touch, p) == 0);
+	CHECK(child_signal(touch, p + ps) == 0);
+}
+
+static const struct test tests[] = {
+	{ "create_flags", test_create_flags },
+	{ "syscall_entry", test_syscall_entry },
+	{ "size_once_and_fstat", test_size_once_and_fstat },
+	{ "read_write_splice_refused", test_read_write_splice_refused },
+	{ "mmap_rules", test_mmap_rules },
+	{ "fresh_zero_and_read_back", test_fresh_zero_and_read_back },
+	{ "sigbus_past_size", test_sigbus_past_size },
+	{ "shared_between_mappings_and_fork", test_shared_between_mappings_and_fork },
+	{ "process_vm_readv_refused", test_process_vm_readv_refused },
+	{ "proc_mem_refused", test_proc_mem_refused },
+	{ "ptrace_peek_refused", test_ptrace_peek_refused },
+	{ "vmsplice_refused", test_vmsplice_refused },
+	{ "io_uring_register_refused", test_io_uring_register_refused },
+	{ "proc_fd_reopen_refused", test_proc_fd_reopen_refused },
+	{ "fdinfo", test_fdinfo },
+	{ "memlock_limit_and_refund", test_memlock_limit_and_refund },
+};
+
+int main(int argc, char **argv)
+{
+	return run_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}
