@@ -13,7 +13,7 @@ use crate::{
         SecretPage, //
     },
     memlock::MemlockCharge,
-    stats::STATS,
+    stats::STATS, //
 };
 use kernel::{
     alloc::{
@@ -34,7 +34,7 @@ use kernel::{
     xarray::{
         AllocKind,
         XArray, //
-    },
+    }, //
 };
 
 /// Mode flag: map uncached as well (`SECRETMEM_UNCACHED` in the UAPI header).

@@ -13,8 +13,8 @@ use crate::{
 use core::mem::ManuallyDrop;
 use kernel::{
     alloc::flags::{
-        __GFP_ZERO, //
-        GFP_KERNEL_ACCOUNT,
+        __GFP_ZERO,         //
+        GFP_KERNEL_ACCOUNT, //
     },
     error::to_result,
     ffi::c_ulong,
@@ -23,7 +23,7 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
-    sync::atomic::Relaxed,
+    sync::atomic::Relaxed, //
 };
 
 /// How the user page table maps a secret page.

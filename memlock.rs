@@ -14,7 +14,7 @@ use kernel::{
     sync::atomic::{
         Atomic,
         Relaxed, //
-    },
+    }, //
 };
 
 /// The locked-memory charge of one secret area.

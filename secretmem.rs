@@ -16,7 +16,9 @@
 //! zeroed when the last user of the file is gone. `Documentation/secretmem-abi.rst` has the rest.
 
 use kernel::{
-    bindings, debugfs,
+    bindings,
+    debugfs,
+    error::to_result,
     ffi::{
         c_long,
         c_uint, //
@@ -30,17 +32,17 @@ use kernel::{
     },
     prelude::*,
     sync::atomic::Relaxed,
-    types::Opaque,
+    types::Opaque, //
 };
 
 mod area;
 mod direct_map;
+#[cfg(CONFIG_KUNIT)]
+mod kunit_tests;
 mod memlock;
 mod secretmem_fops;
 mod shim;
 mod stats;
-#[cfg(CONFIG_KUNIT)]
-mod tests;
 
 module! {
     type: SecretMemModule,

@@ -15,7 +15,7 @@ use crate::{
     },
     direct_map::CacheMode,
     shim,
-    stats::STATS,
+    stats::STATS, //
 };
 use kernel::{
     bindings,
@@ -43,7 +43,7 @@ use kernel::{
         Arc,
         ArcBorrow, //
     },
-    types::ForeignOwnable,
+    types::ForeignOwnable, //
 };
 
 /// Creates a secret memory file for `flags` and installs it as a new descriptor.
@@ -57,10 +57,12 @@ pub(crate) fn create_fd(flags: u32) -> Result<u32> {
     let reservation = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
     let area = SecretArea::new(flags.mode)?;
 
+    let area_ptr = area_ptr(&area);
     let private = area.into_foreign();
     // SAFETY: The tables are `'static`; `private` came from `into_foreign` and is owned by the
-    // file from here on (`release` takes it back).
-    let raw = unsafe { shim::secretmem_shim_file_create(&SECRET_FOPS, &SECRET_IOPS, private) };
+    // file from here on (`release` takes it back); `area_ptr` points into it.
+    let raw =
+        unsafe { shim::secretmem_shim_file_create(SECRET_FOPS, SECRET_IOPS, private, area_ptr) };
     let raw = match from_err_ptr(raw) {
         Ok(raw) => raw,
         Err(e) => {
@@ -75,6 +77,13 @@ pub(crate) fn create_fd(flags: u32) -> Result<u32> {
     let fd = reservation.reserved_fd();
     reservation.fd_install(file);
     Ok(fd)
+}
+
+/// Returns the raw pointer to `area` that the inode and the VMAs hold.
+///
+/// It is not `file->private_data`, which is the `Arc`'s foreign pointer.
+fn area_ptr(area: &SecretArea) -> *mut c_void {
+    core::ptr::from_ref(area).cast_mut().cast()
 }
 
 /// Borrows the area of a secret memory file.
@@ -101,13 +110,11 @@ fn mmap(area: ArcBorrow<'_, SecretArea>, vma: &VmaNew) -> Result {
     vma.set_dontexpand();
     vma.set_dontdump();
     let uncached = area.mode() == CacheMode::Uncached;
-    let private = core::ptr::from_ref::<SecretArea>(&*area)
-        .cast_mut()
-        .cast::<c_void>();
+    let private = area_ptr(&area);
     // SAFETY: `vma` is being set up in `->mmap`, so its flags, ops and page protection may be
     // written. `private` stays valid for the VMA's lifetime: the VMA holds a reference on the
     // file, whose release frees the area.
-    unsafe { shim::secretmem_shim_vma_set_pfnmap(vma.as_ptr(), &SECRET_VM_OPS, private, uncached) };
+    unsafe { shim::secretmem_shim_vma_set_pfnmap(vma.as_ptr(), SECRET_VM_OPS, private, uncached) };
     Ok(())
 }
 
@@ -211,7 +218,7 @@ unsafe extern "C" fn secret_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_
     let (vma, area, index, address) = unsafe {
         let f = &(*vmf).__bindgen_anon_1;
         let area = &*(*f.vma).vm_private_data.cast::<SecretArea>();
-        (f.vma, area, f.pgoff as usize, f.address)
+        (f.vma, area, f.pgoff, f.address)
     };
     STATS.faults.add(1, Relaxed);
     let pfn = match area.pfn_at(index) {
@@ -222,10 +229,11 @@ unsafe extern "C" fn secret_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_
     // SAFETY: `vma` is a `VM_PFNMAP` mapping that we hold the fault locks of, `address` lies in
     // it, and `pfn` is a page of the area that stays alive while the VMA exists. Its direct-map
     // entry is already gone on every CPU.
-    unsafe { bindings::vmf_insert_pfn_prot(vma, address, pfn as _, (*vma).vm_page_prot) }
+    unsafe { bindings::vmf_insert_pfn_prot(vma, address, pfn, (*vma).vm_page_prot) }
 }
 
-const SECRET_FOPS: bindings::file_operations = bindings::file_operations {
+/// File operations: no read or write, so those fail with `EINVAL`.
+const SECRET_FOPS: &bindings::file_operations = &bindings::file_operations {
     owner: kernel::module::this_module::<crate::LocalModule>().as_ptr(),
     mmap: Some(secret_mmap),
     release: Some(secret_release),
@@ -233,12 +241,14 @@ const SECRET_FOPS: bindings::file_operations = bindings::file_operations {
     ..pin_init::zeroed()
 };
 
-const SECRET_IOPS: bindings::inode_operations = bindings::inode_operations {
+/// Inode operations: `setattr` enforces the one sizing.
+const SECRET_IOPS: &bindings::inode_operations = &bindings::inode_operations {
     setattr: Some(secret_setattr),
     ..pin_init::zeroed()
 };
 
-const SECRET_VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
+/// VMA operations: only `fault`; no `access`, so ptrace and `/proc/PID/mem` find no way in.
+const SECRET_VM_OPS: &bindings::vm_operations_struct = &bindings::vm_operations_struct {
     fault: Some(secret_fault),
     ..pin_init::zeroed()
 };

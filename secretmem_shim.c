@@ -29,12 +29,12 @@ MODULE_PARM_DESC(syscall_nr, "secretmemfd() system call number served, -1 if non
 
 struct file *secretmem_shim_file_create(const struct file_operations *fops,
 					const struct inode_operations *iops,
-					void *priv)
+					void *file_priv, void *inode_priv)
 {
 	struct file *file;
 	struct inode *inode;
 
-	file = anon_inode_create_getfile("[secretmem]", fops, priv, O_RDWR,
+	file = anon_inode_create_getfile("[secretmem]", fops, file_priv, O_RDWR,
 					 NULL);
 	if (IS_ERR(file))
 		return file;
@@ -44,7 +44,7 @@ struct file *secretmem_shim_file_create(const struct file_operations *fops,
 	inode->i_op = iops;
 	inode->i_mode |= S_IFREG;
 	inode->i_size = 0;
-	inode->i_private = priv;
+	inode->i_private = inode_priv;
 	file->f_flags |= O_LARGEFILE;
 	return file;
 }

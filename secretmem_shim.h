@@ -17,7 +17,7 @@ struct user_struct;
 
 struct file *secretmem_shim_file_create(const struct file_operations *fops,
 					const struct inode_operations *iops,
-					void *priv);
+					void *file_priv, void *inode_priv);
 void secretmem_shim_inode_lock(struct inode *inode);
 void secretmem_shim_inode_unlock(struct inode *inode);
 

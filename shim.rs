@@ -24,7 +24,8 @@ extern "C" {
     pub(crate) fn secretmem_shim_file_create(
         fops: *const bindings::file_operations,
         iops: *const bindings::inode_operations,
-        private: *mut c_void,
+        file_private: *mut c_void,
+        inode_private: *mut c_void,
     ) -> *mut bindings::file;
     pub(crate) fn secretmem_shim_inode_lock(inode: *mut bindings::inode);
     pub(crate) fn secretmem_shim_inode_unlock(inode: *mut bindings::inode);

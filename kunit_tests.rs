@@ -5,7 +5,7 @@
 use kernel::prelude::*;
 
 #[kunit_tests(secretmemfd)]
-mod tests {
+mod cases {
     use crate::{
         area::{
             CreateFlags,
@@ -18,7 +18,7 @@ mod tests {
             PageSource,
             SecretPage, //
         },
-        shim,
+        shim, //
     };
     use kernel::{
         alloc::flags::GFP_KERNEL,
@@ -30,7 +30,7 @@ mod tests {
         page::{
             Page,
             PAGE_SIZE, //
-        },
+        }, //
     };
 
     /// Whether the direct map has a present entry for `page`.
