@@ -39,6 +39,12 @@ mod cases {
         unsafe { shim::secretmem_shim_direct_map_present(page) }
     }
 
+    /// Whether the direct-map entry of `page` has the UC- memory type.
+    fn uncached(page: *mut kernel::bindings::page) -> bool {
+        // SAFETY: `page` is a valid page for the caller's whole test.
+        unsafe { shim::secretmem_shim_direct_map_uncached(page) }
+    }
+
     /// Reads `page` through the direct map on this CPU or another: 0 or a negative errno.
     fn read(page: *mut kernel::bindings::page, other_cpu: bool) -> i32 {
         // SAFETY: `page` is a valid page for the caller's whole test; the read cannot fault the
@@ -81,6 +87,12 @@ mod cases {
         assert_eq!(area.pfn_at(0), Ok(first));
         let last = area.pfn_at(2).unwrap();
         assert_ne!(first, last);
+        for pfn in [first, last] {
+            // SAFETY: `pfn` is a page of `area`, alive until `area` drops.
+            let page = unsafe { shim::secretmem_shim_pfn_to_page(pfn) };
+            assert!(!present(page));
+            assert_eq!(read(page, true), EFAULT.to_errno());
+        }
         assert_eq!(area.pfn_at(3), Err(EFAULT));
         assert_eq!(area.resident_pages(), 2);
     }
@@ -90,6 +102,7 @@ mod cases {
         for mode in [CacheMode::Cached, CacheMode::Uncached] {
             let page = PageSource::take(mode).unwrap();
             assert!(!present(page.as_ptr()));
+            assert_eq!(uncached(page.as_ptr()), mode == CacheMode::Uncached);
             assert_eq!(read(page.as_ptr(), false), EFAULT.to_errno());
             let other = read(page.as_ptr(), true);
             assert_ne!(other, ENODEV.to_errno(), "the guest needs a second CPU");
@@ -109,6 +122,7 @@ mod cases {
 
             let page = page.restore().unwrap();
             assert!(present(page.as_ptr()));
+            assert!(!uncached(page.as_ptr()));
             assert_eq!(read(page.as_ptr(), true), 0);
             let mut back = [0xffu8; 256];
             for offset in (0..PAGE_SIZE).step_by(back.len()) {

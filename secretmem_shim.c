@@ -64,6 +64,11 @@ unsigned long secretmem_shim_page_to_pfn(struct page *page)
 	return page_to_pfn(page);
 }
 
+struct page *secretmem_shim_pfn_to_page(unsigned long pfn)
+{
+	return pfn_to_page(pfn);
+}
+
 unsigned long secretmem_shim_page_address(struct page *page)
 {
 	return (unsigned long)page_address(page);
@@ -175,6 +180,16 @@ bool secretmem_shim_direct_map_present(struct page *page)
 	pte_t *pte = lookup_address((unsigned long)page_address(page), &level);
 
 	return pte && pte_present(*pte);
+}
+
+/* Whether the direct-map entry of @page carries the UC- memory type. */
+bool secretmem_shim_direct_map_uncached(struct page *page)
+{
+	unsigned int level;
+	pte_t *pte = lookup_address((unsigned long)page_address(page), &level);
+
+	return pte && (pte_flags(*pte) & _PAGE_CACHE_MASK) ==
+		      cachemode2protval(_PAGE_CACHE_MODE_UC_MINUS);
 }
 
 struct secretmem_probe {

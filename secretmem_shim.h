@@ -22,6 +22,7 @@ void secretmem_shim_inode_lock(struct inode *inode);
 void secretmem_shim_inode_unlock(struct inode *inode);
 
 unsigned long secretmem_shim_page_to_pfn(struct page *page);
+struct page *secretmem_shim_pfn_to_page(unsigned long pfn);
 unsigned long secretmem_shim_page_address(struct page *page);
 
 void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
@@ -43,6 +44,7 @@ int secretmem_shim_entry_register(long (*create)(unsigned int flags));
 void secretmem_shim_entry_unregister(void);
 
 bool secretmem_shim_direct_map_present(struct page *page);
+bool secretmem_shim_direct_map_uncached(struct page *page);
 int secretmem_shim_direct_map_read(struct page *page, bool other_cpu);
 
 #endif /* SECRETMEM_SHIM_H */

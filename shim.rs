@@ -32,6 +32,8 @@ extern "C" {
 
     pub(crate) fn secretmem_shim_page_to_pfn(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn secretmem_shim_page_address(page: *mut bindings::page) -> c_ulong;
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn secretmem_shim_pfn_to_page(pfn: c_ulong) -> *mut bindings::page;
 
     pub(crate) fn secretmem_shim_vma_set_pfnmap(
         vma: *mut bindings::vm_area_struct,
@@ -60,6 +62,8 @@ extern "C" {
 
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_direct_map_present(page: *mut bindings::page) -> bool;
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn secretmem_shim_direct_map_uncached(page: *mut bindings::page) -> bool;
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_direct_map_read(
         page: *mut bindings::page,

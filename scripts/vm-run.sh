@@ -47,6 +47,7 @@ timeout "$timeout_s" vng -r "$image" "${accel[@]}" --disable-microvm --force-9p 
 	</dev/null >"$out/console.log" 2>&1 || true
 echo "vm: guest ran $(($(date +%s) - start)) s (${accel[*]:-kvm}); log in $out/console.log" >&2
 
+[ ! -f "$out/output.txt" ] || cat "$out/output.txt"
 fail=0
 if [ ! -f "$out/status" ]; then
 	echo "vm: FAIL: the guest did not finish (boot failure, panic or time-out after ${timeout_s} s)" >&2

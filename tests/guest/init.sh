@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs inside the guest: loads the module, runs the given script, then leaves
-# the kernel log, the KUnit results and the exit status in OUT for the host.
+# its output, the kernel log, the KUnit results and the exit status in OUT
+# for the host.
 # usage: init.sh OUT KO SCRIPT [ARGS...]
 set -u
 out=$1 ko=$2
@@ -22,5 +23,5 @@ fi
 cp /sys/kernel/debug/kunit/secretmemfd/results "$out/kunit.ktap" 2>/dev/null ||
 	echo "no KUnit results for suite secretmemfd" >"$out/reason"
 
-"$@"
+"$@" >"$out/output.txt" 2>&1
 finish $?

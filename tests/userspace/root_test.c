@@ -5,6 +5,8 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -140,11 +142,52 @@ static void test_hibernation_refused_while_open(void)
 	write_file("/sys/power/pm_test", "none");
 }
 
+/* A loop device over a file in /tmp: a block device that O_DIRECT pins pages for. */
+static int loop_device(char *path, size_t len, int *backing)
+{
+	int ctl = open("/dev/loop-control", O_RDWR), n, dev;
+
+	CHECK(ctl >= 0);
+	n = ioctl(ctl, LOOP_CTL_GET_FREE);
+	CHECK(n >= 0);
+	*backing = open("/tmp/secretmem-loop.img", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(*backing >= 0 && ftruncate(*backing, 1 << 20) == 0);
+	snprintf(path, len, "/dev/loop%d", n);
+	dev = open(path, O_RDWR);
+	CHECK(dev >= 0);
+	CHECK(ioctl(dev, LOOP_SET_FD, *backing) == 0);
+	close(ctl);
+	return dev;
+}
+
+static void test_o_direct_refused(void)
+{
+	char path[32], *c = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd, backing, loop = loop_device(path, sizeof(path), &backing), dio;
+	char *p = secret_map(&fd, 0, 1);
+
+	CHECK(c != MAP_FAILED);
+	strcpy(p, SECRET);
+	strcpy(c, CONTROL);
+	dio = open(path, O_RDWR | O_DIRECT);
+	CHECK(dio >= 0);
+	CHECK(pwrite(dio, c, ps, 0) == ps);
+	CHECK(pread(dio, c, ps, 0) == ps && !strcmp(c, CONTROL));
+	CHECK_ERR(pwrite(dio, p, ps, 0), EFAULT);
+	CHECK_ERR(pread(dio, p, ps, 0), EFAULT);
+	CHECK(!strcmp(p, SECRET));
+	close(dio);
+	CHECK(ioctl(loop, LOOP_CLR_FD) == 0);
+	unlink("/tmp/secretmem-loop.img");
+}
+
 static const struct test tests[] = {
 	{ "stats_follow_pages", test_stats_follow_pages },
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
 	{ "core_dump_excludes_secret", test_core_dump_excludes_secret },
 	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
+	{ "o_direct_refused", test_o_direct_refused },
 };
 
 int main(int argc, char **argv)

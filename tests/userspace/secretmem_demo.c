@@ -79,6 +79,7 @@ int main(void)
 		ptrace(PTRACE_TRACEME, 0, NULL, NULL);
 		raise(SIGSTOP);
 		printf("key holder: my key still reads \"%.20s...\"\n", secret);
+		fflush(stdout);
 		_exit(strcmp(secret, KEY) != 0);
 	}
 	waitpid(victim, &status, WUNTRACED);
