@@ -35,7 +35,7 @@ fmt-check: setup
 	@kdir=$$($(KDIR_CMD)) && rustfmt --check --edition 2021 --config-path "$$kdir/.rustfmt.toml" $(RUST_SRC)
 
 userspace:
-	@$(MAKE) -s -C tests/userspace
+	@scripts/userspace-build.sh
 
 demo: module userspace
 	@scripts/vm-run.sh tests/guest/demo.sh

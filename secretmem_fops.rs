@@ -11,7 +11,8 @@
 use crate::{
     area::{
         CreateFlags,
-        SecretArea, //
+        SecretArea,
+        O_CLOEXEC, //
     },
     direct_map::CacheMode,
     shim,
@@ -49,11 +50,7 @@ use kernel::{
 /// Creates a secret memory file for `flags` and installs it as a new descriptor.
 pub(crate) fn create_fd(flags: u32) -> Result<u32> {
     let flags = CreateFlags::parse(flags)?;
-    let fd_flags = if flags.cloexec {
-        bindings::O_CLOEXEC
-    } else {
-        0
-    };
+    let fd_flags = if flags.cloexec { O_CLOEXEC } else { 0 };
     let reservation = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
     let area = SecretArea::new(flags.mode)?;
 

@@ -7,11 +7,46 @@ set -euo pipefail
 
 out=$(realpath -m "${SECRETMEM_OUT:-$SECRETMEM_TOP/out}")
 export SECRETMEM_OUT=$out
-vm_ok=1
-"$SECRETMEM_TOP/scripts/vm-run.sh" "$SECRETMEM_TOP/tests/guest/check.sh" || vm_ok=0
-
 passed=0
 failed=0
+
+# Adds the counts of libtest's "test result:" lines in file $2 under name $1.
+count_libtest() {
+	local p f
+	p=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' "$2" | paste -sd+ | bc)
+	f=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$2" | paste -sd+ | bc)
+	if [ -z "$p" ]; then
+		echo "$1: no results"
+		grep -E '^error|panicked' "$2" | head -n 5 | sed 's/^/  /'
+		failed=$((failed + 1))
+		return
+	fi
+	grep -E '^---- |panicked at' "$2" | sed 's/^/  /' || true
+	echo "$1: $p passed, $f failed"
+	passed=$((passed + p))
+	failed=$((failed + f))
+}
+
+# The crate's unit and doc tests and its docs run on the host.
+host=$out/host
+mkdir -p "$host"
+(cd "$SECRETMEM_TOP/userspace" && cargo test --workspace --lib --bins && cargo test --doc -p secretmem) \
+	>"$host/cargo-test.txt" 2>&1 || true
+count_libtest "crate (host)" "$host/cargo-test.txt"
+if (cd "$SECRETMEM_TOP/userspace" && RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps -p secretmem) \
+	>"$host/cargo-doc.txt" 2>&1; then
+	echo "crate docs: built without warnings"
+	passed=$((passed + 1))
+else
+	echo "crate docs: warnings or errors (see $host/cargo-doc.txt)"
+	failed=$((failed + 1))
+fi
+
+vm_ok=1
+# vm-run.sh clears $out: keep the host results beside it.
+mv "$host" "$out.host"
+"$SECRETMEM_TOP/scripts/vm-run.sh" "$SECRETMEM_TOP/tests/guest/check.sh" || vm_ok=0
+mv "$out.host" "$host"
 if [ -f "$out/kunit.counts" ]; then
 	read -r kp kf <"$out/kunit.counts"
 	echo "kunit: $kp passed, $kf failed"
@@ -38,6 +73,15 @@ for suite in userspace-root userspace-user root; do
 	passed=$((passed + p))
 	failed=$((failed + f))
 done
+count_libtest "crate (guest, root)" "$out/crate-root.txt"
+count_libtest "crate (guest, uid 65534)" "$out/crate-user.txt"
+if grep -qx 'result: the ordinary copy leaked to every attack; the secret one to none' "$out/demo.txt" 2>/dev/null; then
+	echo "demo: every attack on the secret refused"
+	passed=$((passed + 1))
+else
+	echo "demo: failed (see $out/demo.txt)"
+	failed=$((failed + 1))
+fi
 # Splats, a failed unload or a guest that did not finish fail the run too.
 if [ $vm_ok = 0 ]; then
 	echo "guest checks: failed (see above and $out/console.log)"

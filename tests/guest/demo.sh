@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Runs inside the guest: the demo, as root and as an unprivileged user.
+# Runs inside the guest: `secretmem status`, then the key-agent demo as root
+# (the agent runs as uid 65534 and is attacked by that user and by root) and
+# as an unprivileged user.
 set -u
-bin=$(cd "$(dirname "$0")/../userspace" && pwd)
+top=$(cd "$(dirname "$0")/../.." && pwd)
+secretmem=$top/userspace/target/release/secretmem
 rc=0
-echo "== as root"
-"$bin/secretmem_demo" || rc=1
-echo "== as an unprivileged user (uid 65534)"
-setpriv --reuid=65534 --regid=65534 --clear-groups "$bin/secretmem_demo" || rc=1
+"$secretmem" status || rc=1
+echo
+echo "== secretmem demo, started as root"
+"$secretmem" demo || rc=1
+echo
+echo "== secretmem demo, started as uid 65534"
+setpriv --reuid=65534 --regid=65534 --clear-groups "$secretmem" demo || rc=1
 exit $rc

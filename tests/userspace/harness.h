@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "secretmemfd.h"
+#include <secretmemfd.h>
 
 #define SECRET "correct horse battery staple"
 #define CONTROL "ordinary memory, readable by all"

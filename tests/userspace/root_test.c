@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -182,12 +183,56 @@ static void test_o_direct_refused(void)
 	unlink("/tmp/secretmem-loop.img");
 }
 
+static long read_long(const char *path)
+{
+	long value = -1;
+	FILE *f = fopen(path, "re");
+
+	CHECK(f);
+	CHECK(fscanf(f, "%ld", &value) == 1);
+	fclose(f);
+	return value;
+}
+
+#define CGROUP "/sys/fs/cgroup"
+#define TEST_CGROUP CGROUP "/secretmem-test"
+
+/* Secret pages are charged to the memory cgroup of the task that touches them. */
+static void test_memcg_charged(void)
+{
+	const long pages = 64;
+	char pid[16];
+	long before, after;
+	int fd;
+	char *p;
+
+	if (access(CGROUP "/cgroup.controllers", F_OK))
+		CHECK(mount("none", CGROUP, "cgroup2", 0, NULL) == 0);
+	write_file(CGROUP "/cgroup.subtree_control", "+memory");
+	rmdir(TEST_CGROUP);
+	CHECK(mkdir(TEST_CGROUP, 0755) == 0);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	write_file(TEST_CGROUP "/cgroup.procs", pid);
+
+	p = secret_map(&fd, 0, pages);
+	before = read_long(TEST_CGROUP "/memory.current");
+	for (long i = 0; i < pages; i++)
+		p[i * ps] = 1;
+	after = read_long(TEST_CGROUP "/memory.current");
+	CHECK(after - before >= pages * ps);
+	CHECK(munmap(p, pages * ps) == 0 && close(fd) == 0);
+	CHECK(read_long(TEST_CGROUP "/memory.current") <= after - pages * ps);
+	write_file(CGROUP "/cgroup.procs", pid);
+	CHECK(rmdir(TEST_CGROUP) == 0);
+}
+
 static const struct test tests[] = {
 	{ "stats_follow_pages", test_stats_follow_pages },
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
 	{ "core_dump_excludes_secret", test_core_dump_excludes_secret },
 	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
 	{ "o_direct_refused", test_o_direct_refused },
+	{ "memcg_charged", test_memcg_charged },
 };
 
 int main(int argc, char **argv)

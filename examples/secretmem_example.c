@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The demo: a process keeps a key in secret memory and a copy in ordinary
- * memory, then another process of the same user (and root) tries to read
- * both with process_vm_readv, /proc/PID/mem and ptrace. The ordinary copy
- * leaks every time; the secret one never does.
+ * A C example of secretmemfd: a process keeps a key in secret memory and a
+ * copy in ordinary memory, then its parent tries to read both with
+ * process_vm_readv, /proc/PID/mem and ptrace. The ordinary copy leaks; the
+ * secret one does not.
+ *
+ * Build: cc -Iinclude -Iinclude/uapi -o secretmem_example examples/secretmem_example.c
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -15,7 +17,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
-#include "secretmemfd.h"
+#include <secretmemfd.h>
 
 #define KEY "-----BEGIN DEMO KEY----- 5ecret"
 

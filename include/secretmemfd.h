@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * secretmemfd(flags): one call for a secret memory file descriptor. Uses the
- * secretmemfd() system call when the module serves one, the device ioctl
- * otherwise. Returns the descriptor, or -1 with errno set.
+ * secretmemfd(flags): one call for a secret memory file descriptor, header
+ * only. Uses the secretmemfd() system call when the module serves one, the
+ * device ioctl otherwise. Returns the descriptor, or -1 with errno set.
+ * The ABI itself is <linux/secretmemfd.h> (include/uapi).
  */
 #ifndef SECRETMEMFD_USER_H
 #define SECRETMEMFD_USER_H

@@ -1,0 +1,90 @@
+//! `secretmem status`.
+
+use secretmem::{Mode, Options, SecretMem};
+use std::fs;
+use std::path::Path;
+
+const MODULE: &str = "/sys/module/secretmemfd";
+const SYSCALL_NR: &str = "/sys/module/secretmemfd/parameters/syscall_nr";
+const STATS: &str = "/sys/kernel/debug/secretmemfd/stats";
+
+/// Prints what is there; fails only if secret memory cannot be had at all.
+pub(crate) fn run() -> Result<bool, Box<dyn std::error::Error>> {
+    let loaded = Path::new(MODULE).exists();
+    println!(
+        "module:       {}",
+        if loaded {
+            "secretmemfd loaded"
+        } else {
+            "not loaded"
+        }
+    );
+    let nr = fs::read_to_string(SYSCALL_NR)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    let entry = match nr {
+        Some(nr) if nr >= 0 => format!("secretmemfd() system call {nr}"),
+        _ if Path::new("/dev/secretmem").exists() => "ioctl on /dev/secretmem".to_string(),
+        _ => "none".to_string(),
+    };
+    println!("entry:        {entry}");
+    let modes: Vec<&str> = [("exclusive", Mode::Exclusive), ("uncached", Mode::Uncached)]
+        .into_iter()
+        .filter(|&(_, mode)| {
+            let options = Options::new().mode(mode).memfd_secret_fallback(false);
+            SecretMem::with_options(1, &options).is_ok()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    println!(
+        "modes:        {}",
+        if modes.is_empty() {
+            "none".to_string()
+        } else {
+            modes.join(", ")
+        }
+    );
+    let memfd_secret =
+        SecretMem::with_options(1, &Options::new().device(c"/nonexistent/secretmem")).is_ok();
+    println!(
+        "memfd_secret: {}",
+        if memfd_secret {
+            "available (fallback without the module)"
+        } else {
+            "not available"
+        }
+    );
+    println!("memlock:      {}", memlock());
+    match fs::read_to_string(STATS) {
+        Ok(stats) => {
+            let line: Vec<String> = stats
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| format!("{k} {}", v.trim()))
+                .collect();
+            println!("stats:        {}", line.join(", "));
+        }
+        Err(_) if loaded => println!("stats:        {STATS} not readable (debugfs needs root)"),
+        Err(_) => {}
+    }
+    Ok(!modes.is_empty() || memfd_secret)
+}
+
+fn memlock() -> String {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return "unknown".to_string();
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        format!(
+            "RLIMIT_MEMLOCK {} bytes (root with CAP_IPC_LOCK is not limited)",
+            lim.rlim_cur
+        )
+    }
+}

@@ -1,0 +1,97 @@
+//! Tests that need the secretmemfd module: `make check` runs them inside the guest with
+//! `--ignored`; on a machine without the module they are listed as ignored, never passed.
+
+use secretmem::{Backend, Error, Mode, Options, SecretMem};
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory arguments.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+#[test]
+#[ignore = "needs the secretmemfd module: make check runs it in the guest"]
+fn module_memory_reads_back_through_the_syscall() {
+    let mut mem = SecretMem::new(3 * page_size() + 5).unwrap();
+    assert_eq!(mem.backend(), Backend::ModuleSyscall);
+    assert!(mem.iter().all(|&b| b == 0));
+    for (i, b) in mem.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    assert!(mem.iter().enumerate().all(|(i, &b)| b == i as u8));
+}
+
+#[test]
+#[ignore = "needs the secretmemfd module: make check runs it in the guest"]
+fn uncached_mode_comes_from_the_module() {
+    let options = Options::new().mode(Mode::Uncached);
+    let mut mem = SecretMem::with_options(page_size(), &options).unwrap();
+    assert_eq!(mem.backend(), Backend::ModuleSyscall);
+    mem[0] = 7;
+    assert_eq!(mem[0], 7);
+}
+
+#[test]
+#[ignore = "needs the secretmemfd module: make check runs it in the guest"]
+fn falls_back_to_memfd_secret_without_the_module() {
+    let options = Options::new().device(c"/nonexistent/secretmem");
+    let mut mem = SecretMem::with_options(100, &options).unwrap();
+    assert_eq!(mem.backend(), Backend::MemfdSecret);
+    mem[99] = 1;
+    assert_eq!(mem[99], 1);
+}
+
+#[test]
+#[ignore = "needs the secretmemfd module: make check runs it in the guest"]
+fn other_processes_cannot_read_it() {
+    let mut mem = SecretMem::new(64).unwrap();
+    mem.copy_from_slice(&[0x5A; 64]);
+    let plain = [0x5Au8; 64];
+    let read = |addr: *const u8| {
+        let mut buf = [0u8; 64];
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: 64,
+        };
+        let remote = libc::iovec {
+            iov_base: addr.cast_mut().cast(),
+            iov_len: 64,
+        };
+        // SAFETY: Both iovecs describe 64 valid bytes; the call only copies between them.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        (n, std::io::Error::last_os_error().raw_os_error())
+    };
+    assert_eq!(read(plain.as_ptr()).0, 64);
+    assert_eq!(read(mem.as_ptr()), (-1, Some(libc::EFAULT)));
+}
+
+#[test]
+#[ignore = "needs the secretmemfd module: make check runs it in the guest"]
+fn memlock_limit_is_refused_before_any_sigbus() {
+    // In a child: the limit is process-wide.
+    // SAFETY: The child only calls async-signal-safe-enough code and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let lim = libc::rlimit {
+            rlim_cur: 2 * page_size() as u64,
+            rlim_max: 2 * page_size() as u64,
+        };
+        // Drop CAP_IPC_LOCK (root) so the limit applies.
+        // SAFETY: Plain system calls on our own process.
+        let ok = unsafe {
+            (libc::geteuid() != 0 || (libc::setgid(65534) == 0 && libc::setuid(65534) == 0))
+                && libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) == 0
+        };
+        let refused = matches!(
+            SecretMem::new(3 * page_size()),
+            Err(Error::MemlockLimit { .. })
+        );
+        let allowed = SecretMem::new(2 * page_size()).is_ok();
+        // SAFETY: Ends the child without running the parent's test harness.
+        unsafe { libc::_exit(if ok && refused && allowed { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}
