@@ -216,18 +216,15 @@ fn demo(agent: libc::pid_t, socket: &Path, root: bool) -> Result<bool, BoxError>
         "  {:<10} {:<18} {:<40} secret memory",
         "attacker", "attack", "ordinary memory"
     );
-    // SAFETY: getuid has no arguments.
-    let agent_uid = if root {
-        AGENT_UID
+    // As root: the agent's user first, in a child, then root. Otherwise: our own user.
+    let ok = if root {
+        attack_as(AGENT_UID, agent, secret, plain, &public)?
+            & attack_both(agent, secret, plain, &public)
     } else {
-        unsafe { libc::getuid() }
-    };
-    let mut ok = attack_as(agent_uid, agent, secret, plain, &public)?;
-    if root {
-        ok &= attack_both(agent, secret, plain, &public);
-    } else {
+        let ok = attack_both(agent, secret, plain, &public);
         println!("  (run as root to see root's attacks too)");
-    }
+        ok
+    };
 
     let message = b"sign this request";
     let reply = ask(socket, &format!("SIGN {}", hex(message)))?;

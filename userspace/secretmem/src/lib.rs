@@ -82,6 +82,12 @@ pub fn secretmemfd(mode: Mode) -> Result<OwnedFd> {
     secretmemfd_from(mode, sys::DEVICE).map(|(fd, _)| fd)
 }
 
+/// Creates a mainline `memfd_secret(2)` descriptor (close-on-exec), the fallback when the
+/// module is not loaded. Fails with [`Error::Unsupported`] where the kernel lacks it.
+pub fn memfd_secret() -> Result<OwnedFd> {
+    sys::memfd_secret(libc::O_CLOEXEC as u32)
+}
+
 fn secretmemfd_from(mode: Mode, device: &CStr) -> Result<(OwnedFd, Backend)> {
     let flags = mode.flags() | libc::O_CLOEXEC as u32;
     match sys::syscall_nr() {
@@ -216,7 +222,7 @@ impl SecretMem {
     /// asked for by name, else the error that says what is missing.
     fn fallback(options: &Options) -> Result<(Option<OwnedFd>, Backend)> {
         if options.memfd_secret_fallback && options.mode == Mode::Exclusive {
-            match sys::memfd_secret(libc::O_CLOEXEC as u32) {
+            match memfd_secret() {
                 Ok(fd) => return Ok((Some(fd), Backend::MemfdSecret)),
                 Err(Error::Unsupported) => {}
                 Err(e) => return Err(e),
