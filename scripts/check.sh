@@ -27,9 +27,30 @@ count_libtest() {
 	failed=$((failed + f))
 }
 
-# The crate's unit and doc tests and its docs run on the host.
+# Adds the counts of the TAP file $2 under name $1; missing tests fail.
+count_tap() {
+	local planned p f
+	if [ ! -f "$2" ]; then
+		echo "$1: no results"
+		failed=$((failed + 1))
+		return
+	fi
+	planned=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$2")
+	p=$(grep -c '^ok ' "$2" || true)
+	f=$(grep -c '^not ok ' "$2" || true)
+	grep -B3 '^not ok ' "$2" | sed 's/^/  /' || true
+	# A suite that stopped early counts its missing tests as failures.
+	[ -n "$planned" ] && [ $((p + f)) -lt "$planned" ] && f=$((planned - p))
+	echo "$1: $p passed, $f failed"
+	passed=$((passed + p))
+	failed=$((failed + f))
+}
+
+# The runner's own splat matcher, the crate's unit and doc tests and its docs run on the host.
 host=$out/host
 mkdir -p "$host"
+"$SECRETMEM_TOP/tests/host/splat-check.sh" >"$host/splat-check.tap" 2>&1 || true
+count_tap "splat matcher (host)" "$host/splat-check.tap"
 (cd "$SECRETMEM_TOP/userspace" && cargo test --workspace --lib --bins && cargo test --doc -p secretmem) \
 	>"$host/cargo-test.txt" 2>&1 || true
 count_libtest "crate (host)" "$host/cargo-test.txt"
@@ -57,21 +78,7 @@ else
 	failed=$((failed + 1))
 fi
 for suite in userspace-root userspace-user root; do
-	tap=$out/$suite.tap
-	if [ ! -f "$tap" ]; then
-		echo "$suite: no results"
-		failed=$((failed + 1))
-		continue
-	fi
-	planned=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$tap")
-	p=$(grep -c '^ok ' "$tap" || true)
-	f=$(grep -c '^not ok ' "$tap" || true)
-	grep -B3 '^not ok ' "$tap" | sed 's/^/  /' || true
-	# A suite that stopped early counts its missing tests as failures.
-	[ -n "$planned" ] && [ $((p + f)) -lt "$planned" ] && f=$((planned - p))
-	echo "$suite: $p passed, $f failed"
-	passed=$((passed + p))
-	failed=$((failed + f))
+	count_tap "$suite" "$out/$suite.tap"
 done
 count_libtest "crate (guest, root)" "$out/crate-root.txt"
 count_libtest "crate (guest, uid 65534)" "$out/crate-user.txt"

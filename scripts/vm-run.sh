@@ -54,11 +54,7 @@ if [ ! -f "$out/status" ]; then
 	tail -n 30 "$out/console.log" >&2
 	exit 1
 fi
-# Real splat markers only: a debug kernel also prints look-alikes such as
-# "RCU lockdep checking is enabled" and ACPI's "Warning: ...".
-splat='BUG: |WARNING: CPU:|Oops:|general protection|Call Trace:|possible (recursive|circular|irq lock inversion|.*) locking|suspected memory leaks|Kernel panic'
-if grep -E -h "$splat" "$out/console.log" "$out/dmesg.txt" 2>/dev/null | head -n 5 >"$out/splats.txt" &&
-	[ -s "$out/splats.txt" ]; then
+if ! "$SECRETMEM_TOP/scripts/splat-check.sh" "$out/console.log" "$out/dmesg.txt" >"$out/splats.txt"; then
 	echo "vm: FAIL: kernel splat in the guest log:" >&2
 	cat "$out/splats.txt" >&2
 	fail=1

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Prints the kernel splats found in the given logs (at most 5 lines) and exits
+# 1 if there are any, 0 if there are none. The markers are the real ones:
+# a debug kernel also prints look-alikes such as "RCU lockdep checking is
+# enabled", lockdep's table sizes and ACPI's "Warning: ...", which pass.
+set -uo pipefail
+markers='BUG: |WARNING: |Oops: |general protection fault|Call Trace:|possible .*locking|lock inversion|inconsistent lock state|suspected memory leaks|Kernel panic|UBSAN: '
+found=$(cat "$@" 2>/dev/null | grep -E "$markers" | head -n 5)
+[ -z "$found" ] && exit 0
+echo "$found"
+exit 1
