@@ -7,6 +7,9 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 PKG=linux-source-7.3
+# Bump when the build steps below change what they produce (not for cache
+# housekeeping): it is part of the cache key.
+RECIPE=1
 FRAGMENT=$SECRETMEM_TOP/kernel/secretmem.config
 PATCHES=("$SECRETMEM_TOP"/kernel/patches/*.patch)
 
@@ -19,8 +22,8 @@ fi
 	die "$PKG not found: run scripts/setup-tools.sh (it adds trixie-backports)"
 
 key=$( {
-	echo "$PKG $version"
-	cat "$FRAGMENT" "${PATCHES[@]}" "$0"
+	echo "$PKG $version recipe $RECIPE"
+	cat "$FRAGMENT" "${PATCHES[@]}"
 	"$LLVM_BIN/clang" --version | head -n 1
 	rustc --version
 	bindgen --version
@@ -82,4 +85,13 @@ start=$(date +%s)
 kmake || die "kernel build failed, see $log: $(grep -m 3 -E 'error|Error' "$log" || tail -n 5 "$log")"
 echo "kernel: built in $(($(date +%s) - start)) s" >&2
 echo "$key" >"$entry/complete"
+
+# Under the lock nothing else builds: an entry without its stamp is a dead
+# half-written one. Keep the two newest complete entries (switching back and
+# forth between two configs stays cheap) and drop the rest.
+for old in "$SECRETMEM_CACHE"/kernel-*; do
+	[ "$old" = "$entry" ] || [ -f "$old/complete" ] || rm -rf "$old"
+done
+ls -dt "$SECRETMEM_CACHE"/kernel-*/complete 2>/dev/null | tail -n +3 |
+	while read -r stamp; do rm -rf "$(dirname "$stamp")"; done
 echo "$tree"

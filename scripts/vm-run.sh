@@ -25,14 +25,15 @@ accel=()
 probe=$SECRETMEM_CACHE/kvm-probe
 if [ ! -f "$probe" ]; then
 	mkdir -p "$SECRETMEM_CACHE"
-	if [ -w /dev/kvm ] && timeout 3 qemu-system-x86_64 -accel kvm -cpu host -display none \
-		-nodefaults -no-reboot -m 64 -S >/dev/null 2>&1; then
-		echo kvm >"$probe"
-	else
-		rc=$?
-		# 124: qemu was still running when the probe ended it, so KVM works.
-		if [ $rc = 124 ]; then echo kvm >"$probe"; else echo tcg >"$probe"; fi
-	fi
+	# 124: qemu was still running when the probe ended it, so KVM works. The
+	# braces keep bash's report of qemu's abort on this machine quiet.
+	rc=none
+	[ -w /dev/kvm ] && rc=$( {
+		timeout 3 qemu-system-x86_64 -accel kvm -cpu host -display none \
+			-nodefaults -no-reboot -m 64 -S >/dev/null 2>&1
+		echo $?
+	} 2>/dev/null)
+	if [ "$rc" = 124 ]; then echo kvm >"$probe"; else echo tcg >"$probe"; fi
 fi
 [ "$(cat "$probe")" = kvm ] || accel=(--disable-kvm)
 
