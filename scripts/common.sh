@@ -5,6 +5,10 @@ SECRETMEM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECRETMEM_CACHE=${SECRETMEM_CACHE:-/var/cache/secretmem}
 LLVM_BIN=/usr/lib/llvm-19/bin
 export PATH="$LLVM_BIN:$HOME/.cargo/bin:$PATH"
+# Where pip puts vng, whether or not the caller's PATH has it.
+for dir in "$HOME/.pyenv/shims" "$HOME/.local/bin"; do
+	[ -d "$dir" ] && PATH="$PATH:$dir"
+done
 
 die() {
 	echo "$(basename "$0"): $*" >&2

@@ -61,8 +61,11 @@ bindgen_ok() {
 bindgen_ok || cargo install --locked bindgen-cli || die "cargo install bindgen-cli failed"
 bindgen_ok || die "bindgen >= 0.71.1 is still missing after cargo install"
 
-command -v vng >/dev/null || pip install -q virtme-ng || die "pip install virtme-ng failed"
-command -v vng >/dev/null || hash -r
+if ! command -v vng >/dev/null; then
+	python3 -m pip install -q virtme-ng || die "pip install virtme-ng failed"
+	command -v pyenv >/dev/null && pyenv rehash
+	hash -r
+fi
 command -v vng >/dev/null || die "vng not on PATH after pip install virtme-ng"
 command -v "$LLVM_BIN/clang" >/dev/null || die "$LLVM_BIN/clang missing after install"
 exit 0
