@@ -47,7 +47,9 @@ count_tap() {
 }
 
 # The runner's own splat matcher, the crate's unit and doc tests and its docs run on the host.
-host=$out/host
+# vm-run.sh owns $out and clears it: host results go beside it.
+host=$out-host
+rm -rf "$host"
 mkdir -p "$host"
 "$SECRETMEM_TOP/tests/host/splat-check.sh" >"$host/splat-check.tap" 2>&1 || true
 count_tap "splat matcher (host)" "$host/splat-check.tap"
@@ -64,10 +66,7 @@ else
 fi
 
 vm_ok=1
-# vm-run.sh clears $out: keep the host results beside it.
-mv "$host" "$out.host"
 "$SECRETMEM_TOP/scripts/vm-run.sh" "$SECRETMEM_TOP/tests/guest/check.sh" || vm_ok=0
-mv "$out.host" "$host"
 if [ -f "$out/kunit.counts" ]; then
 	read -r kp kf <"$out/kunit.counts"
 	echo "kunit: $kp passed, $kf failed"
