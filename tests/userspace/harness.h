@@ -65,6 +65,22 @@ static inline void touch(void *addr)
 	*(volatile char *)addr = 1;
 }
 
+/* Reads the number after "@key:" in the lines of @path, or -1 if none. */
+static inline long key_value(const char *path, const char *key)
+{
+	char line[256];
+	size_t n = strlen(key);
+	long value = -1;
+	FILE *f = fopen(path, "re");
+
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			value = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return value;
+}
+
 /* Runs @fn(@arg) in a child and returns the signal that ended it, or 0. */
 static inline int child_signal(void (*fn)(void *), void *arg)
 {

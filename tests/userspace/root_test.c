@@ -19,16 +19,8 @@
 /* Reads counter @key from the module's debugfs stats. */
 static long stat_value(const char *key)
 {
-	char line[128];
-	size_t n = strlen(key);
-	long value = -1;
-	FILE *f = fopen(STATS, "re");
+	long value = key_value(STATS, key);
 
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
-			value = strtol(line + n + 1, NULL, 10);
-	fclose(f);
 	CHECK(value >= 0);
 	return value;
 }

@@ -270,22 +270,13 @@ static void test_proc_fd_reopen_refused(void)
 	CHECK_ERR(open(path, O_RDONLY), ENXIO);
 }
 
-/* Reads the number after "@key\t" in this process's fdinfo of @fd. */
+/* Reads counter @key from this process's fdinfo of @fd. */
 static long fdinfo_value(int fd, const char *key)
 {
-	char path[64], line[256];
-	long value = -1;
-	size_t n = strlen(key);
-	FILE *f;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
-			value = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return value;
+	return key_value(path, key);
 }
 
 static void test_fdinfo(void)

@@ -5,7 +5,6 @@ use std::fs;
 use std::path::Path;
 
 const MODULE: &str = "/sys/module/secretmemfd";
-const SYSCALL_NR: &str = "/sys/module/secretmemfd/parameters/syscall_nr";
 const STATS: &str = "/sys/kernel/debug/secretmemfd/stats";
 
 /// Prints what is there; fails only if secret memory cannot be had at all.
@@ -19,12 +18,11 @@ pub(crate) fn run() -> Result<bool, Box<dyn std::error::Error>> {
             "not loaded"
         }
     );
-    let nr = fs::read_to_string(SYSCALL_NR)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
-    let entry = match nr {
-        Some(nr) if nr >= 0 => format!("secretmemfd() system call {nr}"),
-        _ if Path::new("/dev/secretmem").exists() => "ioctl on /dev/secretmem".to_string(),
+    let entry = match secretmem::served_syscall() {
+        Some(nr) => format!("secretmemfd() system call {nr}"),
+        None if Path::new(secretmem::DEVICE_PATH).exists() => {
+            format!("ioctl on {}", secretmem::DEVICE_PATH)
+        }
         _ => "none".to_string(),
     };
     println!("entry:        {entry}");

@@ -82,6 +82,14 @@ pub fn secretmemfd(mode: Mode) -> Result<OwnedFd> {
     secretmemfd_from(mode, sys::DEVICE).map(|(fd, _)| fd)
 }
 
+/// The module's device node.
+pub const DEVICE_PATH: &str = "/dev/secretmem";
+
+/// The `secretmemfd()` system call number the loaded module serves, if it serves one.
+pub fn served_syscall() -> Option<i64> {
+    sys::syscall_nr()
+}
+
 /// Creates a mainline `memfd_secret(2)` descriptor (close-on-exec), the fallback when the
 /// module is not loaded. Fails with [`Error::Unsupported`] where the kernel lacks it.
 pub fn memfd_secret() -> Result<OwnedFd> {
