@@ -4,7 +4,7 @@
 
 use crate::attack::{Outcome, ATTACKS, KEY_LEN};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use secretmem::SecretMem;
+use secretmem::SecretBox;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,8 @@ fn drop_to(uid: libc::uid_t) -> Result<(), BoxError> {
 
 /// The agent: keeps the seed, answers `WHERE`, `SIGN <hex>` and `QUIT`, one per line.
 fn agent(socket: &Path) -> Result<(), BoxError> {
-    let mut seed = SecretMem::new(KEY_LEN)?;
+    // Filled in place: the seed never exists outside secret memory.
+    let mut seed = SecretBox::<[u8; KEY_LEN]>::new()?;
     // SAFETY: `seed` is KEY_LEN writable bytes.
     if unsafe { libc::getrandom(seed.as_mut_ptr().cast(), KEY_LEN, 0) } != KEY_LEN as isize {
         return Err("getrandom failed".into());
@@ -72,7 +73,7 @@ fn agent(socket: &Path) -> Result<(), BoxError> {
             Some("SIGN") => {
                 let msg = unhex(words.next().unwrap_or("")).unwrap_or_default();
                 // The expanded key lives on the stack only while signing; it zeroes on drop.
-                let key = SigningKey::from_bytes(seed[..].try_into()?);
+                let key = SigningKey::from_bytes(&seed);
                 format!(
                     "{} {}",
                     hex(&key.sign(&msg).to_bytes()),

@@ -22,9 +22,11 @@
 #![deny(missing_docs)]
 
 mod error;
+mod secret_box;
 mod sys;
 
 pub use error::{Error, Result};
+pub use secret_box::{SecretBox, Zeroable};
 
 use std::ffi::CStr;
 use std::fmt;

@@ -89,3 +89,27 @@ fn zeroize_clears_every_byte() {
     zeroize(&mut bytes);
     assert!(bytes.iter().all(|&b| b == 0));
 }
+
+#[test]
+fn secret_box_starts_zeroed_and_hides_its_value() {
+    let options = Options::new()
+        .device(MISSING)
+        .memfd_secret_fallback(false)
+        .allow_ordinary_memory(true);
+    let mut seed = SecretBox::<[u64; 4]>::with_options(&options).unwrap();
+    assert_eq!(*seed, [0; 4]);
+    seed[3] = 0xDEAD_BEEF;
+    assert_eq!(seed[3], 0xDEAD_BEEF);
+    let shown = format!("{seed:?}");
+    assert!(shown.contains("[u64; 4]"), "{shown}");
+    assert!(!shown.contains("3735928559"), "{shown}");
+}
+
+#[test]
+fn secret_box_of_nothing_is_refused() {
+    let options = Options::new().device(MISSING).allow_ordinary_memory(true);
+    assert!(matches!(
+        SecretBox::<[u8; 0]>::with_options(&options),
+        Err(Error::InvalidSize(0))
+    ));
+}

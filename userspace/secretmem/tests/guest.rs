@@ -1,7 +1,7 @@
 //! Tests that need the secretmemfd module: `make check` runs them inside the guest with
 //! `--ignored`; on a machine without the module they are listed as ignored, never passed.
 
-use secretmem::{Backend, Error, Mode, Options, SecretMem};
+use secretmem::{Backend, Error, Mode, Options, SecretBox, SecretMem};
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no memory arguments.
@@ -94,4 +94,14 @@ fn memlock_limit_is_refused_before_any_sigbus() {
     // SAFETY: `pid` is our child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}
+
+#[test]
+#[ignore = "needs the secretmemfd module: make check runs it in the guest"]
+fn secret_box_lives_in_module_memory() {
+    let mut seed = SecretBox::<[u64; 8]>::new().unwrap();
+    assert_eq!(seed.backend(), Backend::ModuleSyscall);
+    assert_eq!(*seed, [0; 8]);
+    seed[7] = u64::MAX;
+    assert_eq!(seed[7], u64::MAX);
 }
