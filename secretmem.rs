@@ -55,49 +55,79 @@ module! {
 /// `ioctl(devfd, SECRETMEM_CREATE, flags)`: the UAPI header's request.
 const SECRETMEM_CREATE: u32 = _IO(0xB9, 0x01);
 
-/// The module: the device, the system call entry, the hibernation guard and the stats file.
-#[pin_data(PinnedDrop)]
+/// The module: the system call entry, the hibernation guard, the device and the stats file.
+///
+/// Fields drop in this order: the entry goes first, so no new file can appear through it while
+/// the rest is torn down.
+#[pin_data]
 struct SecretMemModule {
+    _entry: SyscallEntry,
+    _hibernation: HibernationGuard,
     #[pin]
-    device: DeviceRegistration,
+    _device: DeviceRegistration,
     #[pin]
-    stats_file: debugfs::File<stats::StatsFile>,
-    debugfs_dir: debugfs::Dir,
+    _stats_file: debugfs::File<stats::StatsFile>,
+    _debugfs_dir: debugfs::Dir,
 }
 
 impl kernel::InPlaceModule for SecretMemModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = debugfs::Dir::new(c"secretmemfd");
         try_pin_init!(Self {
-            device <- DeviceRegistration::register(),
-            stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
-            debugfs_dir: dir,
-        })
-        .pin_chain(|_| {
-            // SAFETY: `hibernation_busy` is a plain function that stays valid while the module
-            // is loaded; `drop` unregisters it.
-            to_result(unsafe { shim::secretmem_shim_pm_register(hibernation_busy) })?;
-            // SAFETY: `entry_create` stays valid while the module is loaded; the kernel pins the
-            // module while a call runs, and `drop` unregisters it.
-            let ret = unsafe { shim::secretmem_shim_entry_register(entry_create) };
-            if ret != 0 {
-                // SAFETY: Registered just above.
-                unsafe { shim::secretmem_shim_pm_unregister() };
-                return Err(Error::from_errno(ret));
-            }
-            Ok(())
+            _entry: SyscallEntry::register()?,
+            _hibernation: HibernationGuard::register()?,
+            _device <- DeviceRegistration::register(),
+            _stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
+            _debugfs_dir: dir,
         })
     }
 }
 
-#[pinned_drop]
-impl PinnedDrop for SecretMemModule {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: Both were registered in `init`, which succeeded since we are being dropped.
-        unsafe {
-            shim::secretmem_shim_entry_unregister();
-            shim::secretmem_shim_pm_unregister();
-        }
+/// The registration of [`entry_create`] behind the `secretmemfd()` system call.
+///
+/// # Invariants
+///
+/// `entry_create` is registered with the kernel's stub while this exists.
+struct SyscallEntry(());
+
+impl SyscallEntry {
+    fn register() -> Result<Self> {
+        // SAFETY: `entry_create` stays valid while the module is loaded; the kernel pins the
+        // module while a call runs, and drop unregisters it.
+        to_result(unsafe { shim::secretmem_shim_entry_register(entry_create) })?;
+        // INVARIANT: Registered just above.
+        Ok(Self(()))
+    }
+}
+
+impl Drop for SyscallEntry {
+    fn drop(&mut self) {
+        // SAFETY: Registered by the type invariants; waits for calls in flight to finish.
+        unsafe { shim::secretmem_shim_entry_unregister() };
+    }
+}
+
+/// A PM notifier that refuses hibernation while secret memory exists.
+///
+/// # Invariants
+///
+/// The shim's notifier, answering with [`hibernation_busy`], is registered while this exists.
+struct HibernationGuard(());
+
+impl HibernationGuard {
+    fn register() -> Result<Self> {
+        // SAFETY: `hibernation_busy` is a plain function that stays valid while the module is
+        // loaded; drop unregisters it.
+        to_result(unsafe { shim::secretmem_shim_pm_register(hibernation_busy) })?;
+        // INVARIANT: Registered just above.
+        Ok(Self(()))
+    }
+}
+
+impl Drop for HibernationGuard {
+    fn drop(&mut self) {
+        // SAFETY: Registered by the type invariants.
+        unsafe { shim::secretmem_shim_pm_unregister() };
     }
 }
 
