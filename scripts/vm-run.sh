@@ -40,10 +40,13 @@ fi
 timeout_s=${SECRETMEM_VM_TIMEOUT:-900}
 start=$(date +%s)
 # vng's exit status is 255 whatever the guest does, and vng needs a stdin:
-# the guest reports through files in $out.
+# the guest reports through files in $out. no5lvl: under TCG vng gives qemu
+# "-cpu max", which offers LA57, and one 5-level boot in about sixteen hit a
+# KASAN wild-memory-access in handle_edge_irq during identify_cpu, long
+# before the module; 4-level paging is what the module meets in the field.
 timeout "$timeout_s" vng -r "$image" "${accel[@]}" --disable-microvm --force-9p \
 	--cpus 2 --memory 2G --rwdir="$out" --verbose \
-	--append "panic=-1 oops=panic" \
+	--append "panic=-1 oops=panic no5lvl" \
 	-e "$SECRETMEM_TOP/tests/guest/init.sh $out $ko $script $*" \
 	</dev/null >"$out/console.log" 2>&1 || true
 echo "vm: guest ran $(($(date +%s) - start)) s (${accel[*]:-kvm}); log in $out/console.log" >&2

@@ -222,6 +222,32 @@ static void test_memcg_charged(void)
 	CHECK(rmdir(TEST_CGROUP) == 0);
 }
 
+/*
+ * With no secret memory left the module unloads; the system call then
+ * answers ENOSYS and the device is gone. Loading it again (from
+ * $SECRETMEM_KO, set by the guest init) brings both back.
+ */
+static void test_unload_unregisters_entry(void)
+{
+	const char *ko = getenv("SECRETMEM_KO");
+	int fd;
+
+	CHECK(ko);
+	CHECK(syscall(__NR_delete_module, "secretmemfd", O_NONBLOCK) == 0);
+	CHECK_ERR(syscall(473, 0), ENOSYS);
+	CHECK_ERR(open(SECRETMEM_DEVICE, O_RDWR), ENOENT);
+	CHECK(secretmemfd_syscall_nr() == -1);
+
+	fd = open(ko, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(syscall(__NR_finit_module, fd, "", 0) == 0);
+	close(fd);
+	CHECK(secretmemfd_syscall_nr() == 473);
+	fd = secretmemfd(0);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
 static const struct test tests[] = {
 	{ "stats_follow_pages", test_stats_follow_pages },
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
@@ -229,6 +255,7 @@ static const struct test tests[] = {
 	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
 	{ "o_direct_refused", test_o_direct_refused },
 	{ "memcg_charged", test_memcg_charged },
+	{ "unload_unregisters_entry", test_unload_unregisters_entry },
 };
 
 int main(int argc, char **argv)
