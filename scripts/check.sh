@@ -76,7 +76,7 @@ else
 	echo "kunit: no results"
 	failed=$((failed + 1))
 fi
-for suite in userspace-root userspace-user root; do
+for suite in userspace-root userspace-user root kvm; do
 	count_tap "$suite" "$out/$suite.tap"
 done
 count_libtest "crate (guest, root)" "$out/crate-root.txt"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs inside the guest once init.sh has loaded the module: the C suites as
-# root and as an unprivileged user, the root-only suite, the Rust crate's
-# guest tests, the demo, then a clean unload and a kmemleak scan. Results go
-# to $SECRETMEM_GUEST_OUT.
+# root and as an unprivileged user, the root-only suite, the KVM suite, the
+# Rust crate's guest tests, the demo, then a clean unload and a kmemleak
+# scan. Results go to $SECRETMEM_GUEST_OUT.
 set -u
 out=$SECRETMEM_GUEST_OUT
 bin=$(cd "$(dirname "$0")/../userspace" && pwd)
@@ -12,6 +12,7 @@ rc=0
 setpriv --reuid=65534 --regid=65534 --clear-groups \
 	"$bin/secretmem_test" >"$out/userspace-user.tap" 2>&1 || rc=1
 "$bin/root_test" >"$out/root.tap" 2>&1 || rc=1
+"$bin/kvm_test" >"$out/kvm.tap" 2>&1 || rc=1
 crate=$(cd "$(dirname "$0")/../../userspace/target/release" && pwd)/secretmem-guest-tests
 "$crate" --ignored --test-threads=1 >"$out/crate-root.txt" 2>&1 || rc=1
 setpriv --reuid=65534 --regid=65534 --clear-groups \

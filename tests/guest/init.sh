@@ -15,6 +15,12 @@ finish() {
 }
 
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+# The guest kernel has KVM built in: secret memory as guest RAM is tested.
+if [ ! -c /dev/kvm ]; then
+	echo "no /dev/kvm in the guest: KVM (kvm_amd, nested under TCG) did not come up" >"$out/reason"
+	finish 1
+	exit 1
+fi
 if ! insmod "$ko" >"$out/insmod.txt" 2>&1; then
 	echo "insmod $ko failed: $(cat "$out/insmod.txt")" >"$out/reason"
 	finish 1
