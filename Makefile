@@ -1,13 +1,17 @@
 # SPDX-License-Identifier: GPL-2.0
 # Entry points. Kbuild (not this file) describes the module to the kernel build.
 #
-#   make          build secretmemfd.ko against the cached guest kernel (or KDIR=...)
+#   make          build secretmemfd.ko against the cached guest kernel (or KDIR=...;
+#                 KERNEL=release for the variant without debug options)
 #   make demo     boot the guest, load the module, run the demo
 #   make check    build everything and run every test in the guest
 #   make clippy / fmt / fmt-check
 
 SHELL := /bin/bash
 export PATH := /usr/lib/llvm-19/bin:$(HOME)/.cargo/bin:$(PATH)
+# The guest kernel: debug (KASAN, lockdep, kmemleak; the default) or release.
+KERNEL ?= debug
+export SECRETMEM_KERNEL := $(KERNEL)
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)
 # rustfmt follows the crate root to every module.
 RUST_SRC = secretmem.rs

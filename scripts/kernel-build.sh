@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
-# Builds the guest kernel (Debian's linux-source-7.3 + kernel/patches +
+# Builds a guest kernel (Debian's linux-source-7.3 + kernel/patches +
 # kernel/secretmem.config, LLVM=1) into a cache outside the repo and prints
 # the tree's path. An entry whose key matches is reused without rebuilding;
 # one without its completion stamp is removed and built again.
+#
+# usage: kernel-build.sh [--key] [VARIANT]   (default: $SECRETMEM_KERNEL, else debug)
+#   --key    print the cache entry's path and whether it is complete; build nothing
+#   debug    the fragment as it is: KASAN, lockdep, kmemleak; what make check boots
+#   release  the same without the debug options (kernel/release.config): benchmarks
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 PKG=linux-source-7.3
 # Bump when the build steps below change what they produce (not for cache
 # housekeeping): it is part of the cache key.
-RECIPE=1
-FRAGMENT=$SECRETMEM_TOP/kernel/secretmem.config
+RECIPE=2
+key_only=0
+if [ "${1:-}" = --key ]; then
+	key_only=1
+	shift
+fi
+VARIANT=${1:-${SECRETMEM_KERNEL:-debug}}
+FRAGMENTS=("$SECRETMEM_TOP/kernel/secretmem.config")
+case "$VARIANT" in
+debug) ;;
+release) FRAGMENTS+=("$SECRETMEM_TOP/kernel/release.config") ;;
+*) die "unknown kernel variant '$VARIANT' (debug or release)" ;;
+esac
 PATCHES=("$SECRETMEM_TOP"/kernel/patches/*.patch)
 
 version=$(apt-cache policy "$PKG" 2>/dev/null | awk '/Candidate:/ { print $2 }')
@@ -22,8 +38,8 @@ fi
 	die "$PKG not found: run scripts/setup-tools.sh (it adds trixie-backports)"
 
 key=$( {
-	echo "$PKG $version recipe $RECIPE"
-	cat "$FRAGMENT" "${PATCHES[@]}"
+	echo "$PKG $version recipe $RECIPE variant $VARIANT"
+	cat "${FRAGMENTS[@]}" "${PATCHES[@]}"
 	"$LLVM_BIN/clang" --version | head -n 1
 	rustc --version
 	bindgen --version
@@ -36,16 +52,21 @@ complete() {
 		[ -f "$tree/arch/x86/boot/bzImage" ] && [ -f "$tree/Module.symvers" ]
 }
 
+if [ $key_only = 1 ]; then
+	if complete; then echo "$entry complete"; else echo "$entry missing"; fi
+	exit 0
+fi
+
 mkdir -p "$SECRETMEM_CACHE"
 exec 9>"$SECRETMEM_CACHE/.lock"
 flock 9
 if complete; then
-	echo "kernel: $PKG $version, cached build $entry" >&2
+	echo "kernel: $PKG $version ($VARIANT), cached build $entry" >&2
 	echo "$tree"
 	exit 0
 fi
 
-echo "kernel: building $PKG $version into $entry (key $key)" >&2
+echo "kernel: building $PKG $version ($VARIANT) into $entry (key $key)" >&2
 rm -rf "$entry"
 mkdir -p "$entry" "$SECRETMEM_CACHE/dl"
 deb=$SECRETMEM_CACHE/dl/${PKG}_${version//:/%3a}_all.deb
@@ -70,28 +91,45 @@ kmake() {
 }
 kmake rustavailable || die "Rust is not available to the kernel build: $(tail -n 5 "$log")"
 kmake tinyconfig || die "make tinyconfig failed"
-scripts/kconfig/merge_config.sh -m .config "$FRAGMENT" >>"$log" 2>&1 || die "merging $FRAGMENT failed"
+scripts/kconfig/merge_config.sh -m .config "${FRAGMENTS[@]}" >>"$log" 2>&1 || die "merging ${FRAGMENTS[*]} failed"
 kmake olddefconfig || die "make olddefconfig failed"
-# Kconfig drops what it cannot satisfy without a word: refuse that.
-while IFS= read -r line; do
+# Kconfig drops what it cannot satisfy without a word: refuse that. A later
+# fragment overrides an earlier one, so each symbol is checked for its last
+# line only.
+declare -A want=()
+for fragment in "${FRAGMENTS[@]}"; do
+	while IFS= read -r line; do
+		case "$line" in
+		CONFIG_*=*) want[${line%%=*}]=$line ;;
+		"# CONFIG_"*" is not set") sym=${line#\# }; want[${sym%% *}]=$line ;;
+		esac
+	done <"$fragment"
+done
+for sym in "${!want[@]}"; do
+	line=${want[$sym]}
 	case "$line" in
-	CONFIG_*=*) grep -qxF "$line" .config || die "config: $line did not survive olddefconfig (got: $(grep "^${line%%=*}=" .config || echo unset))" ;;
-	"# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}
-		! grep -q "^$sym=" .config || die "config: $sym should be unset, got $(grep "^$sym=" .config)" ;;
+	CONFIG_*=*) grep -qxF "$line" .config || die "config: $line did not survive olddefconfig (got: $(grep "^$sym=" .config || echo unset))" ;;
+	*) ! grep -q "^$sym=" .config || die "config: $sym should be unset, got $(grep "^$sym=" .config)" ;;
 	esac
-done <"$FRAGMENT"
+done
 
 start=$(date +%s)
 kmake || die "kernel build failed, see $log: $(grep -m 3 -E 'error|Error' "$log" || tail -n 5 "$log")"
 echo "kernel: built in $(($(date +%s) - start)) s" >&2
+echo "$VARIANT" >"$entry/variant"
 echo "$key" >"$entry/complete"
 
 # Under the lock nothing else builds: an entry without its stamp is a dead
-# half-written one. Keep the two newest complete entries (switching back and
-# forth between two configs stays cheap) and drop the rest.
+# half-written one. Keep the two newest complete entries of each variant
+# (switching back and forth between two configs stays cheap) and drop the
+# rest.
 for old in "$SECRETMEM_CACHE"/kernel-*; do
 	[ "$old" = "$entry" ] || [ -f "$old/complete" ] || rm -rf "$old"
 done
-ls -dt "$SECRETMEM_CACHE"/kernel-*/complete 2>/dev/null | tail -n +3 |
-	while read -r stamp; do rm -rf "$(dirname "$stamp")"; done
+ls -dt "$SECRETMEM_CACHE"/kernel-*/complete 2>/dev/null |
+	while read -r stamp; do
+		dir=$(dirname "$stamp")
+		echo "$(cat "$dir/variant" 2>/dev/null || echo debug) $dir"
+	done | awk 'seen[$1]++ >= 2 { print $2 }' |
+	while read -r dir; do rm -rf "$dir"; done
 echo "$tree"
