@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test in the guest (KUnit at module load, the userspace suites as
-# root and unprivileged, the root-only suite) and prints one closing line
-# "N passed, N failed". Exits non-zero on any failure.
+# root and unprivileged, the root-only suite, the demos' verdicts) and prints
+# one closing line "N passed, N failed". Exits non-zero on any failure.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -86,6 +86,14 @@ if grep -qx 'result: the ordinary copy leaked to every attack; the secret one to
 	passed=$((passed + 1))
 else
 	echo "demo: failed (see $out/demo.txt)"
+	failed=$((failed + 1))
+fi
+vm_verdict='result: the ordinary VM leaked its key to every attack; the secret VM to none and answered every challenge'
+if grep -qxF "$vm_verdict" "$out/vm.txt" 2>/dev/null; then
+	echo "vm demo: every attack on the secret VM refused, every challenge answered"
+	passed=$((passed + 1))
+else
+	echo "vm demo: failed (see $out/vm.txt)"
 	failed=$((failed + 1))
 fi
 # Splats, a failed unload or a guest that did not finish fail the run too.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs inside the guest once init.sh has loaded the module: the C suites as
 # root and as an unprivileged user, the root-only suite, the KVM suite, the
-# Rust crate's guest tests, the demo, then a clean unload and a kmemleak
-# scan. Results go to $SECRETMEM_GUEST_OUT.
+# Rust crate's guest tests, the demo and the VM demo, then a clean unload and
+# a kmemleak# scan. Results go to $SECRETMEM_GUEST_OUT.
 set -u
 out=$SECRETMEM_GUEST_OUT
 bin=$(cd "$(dirname "$0")/../userspace" && pwd)
@@ -19,6 +19,8 @@ setpriv --reuid=65534 --regid=65534 --clear-groups \
 	"$crate" --ignored --test-threads=1 >"$out/crate-user.txt" 2>&1 || rc=1
 # The demo is a test too: it fails unless every attack on the secret failed.
 "$(dirname "$crate")/secretmem" demo >"$out/demo.txt" 2>&1 || rc=1
+# So is the VM demo: guests with their RAM in ordinary and in secret memory.
+"$(dirname "$crate")/secretmem" vm >"$out/vm.txt" 2>&1 || rc=1
 
 # After the last user, the module must unload with the direct map restored.
 if ! rmmod secretmemfd >"$out/rmmod.txt" 2>&1; then

@@ -118,8 +118,8 @@ fn attack_both(agent: libc::pid_t, secret: usize, plain: usize, public: &Verifyi
     // SAFETY: getuid has no arguments.
     let uid = unsafe { libc::getuid() };
     for attack in &ATTACKS {
-        let (plain_text, plain_leaked) = describe(&(attack.run)(agent, plain), public);
-        let (secret_text, secret_leaked) = describe(&(attack.run)(agent, secret), public);
+        let (plain_text, plain_leaked) = describe(&attack.run(agent, plain), public);
+        let (secret_text, secret_leaked) = describe(&attack.run(agent, secret), public);
         println!(
             "  uid {uid:<6} {:<18} {:<40} {}",
             attack.name, plain_text, secret_text

@@ -1,9 +1,10 @@
-//! `secretmem`: the status of secret memory on this machine, and a demo that shows what it
-//! protects a key from.
+//! `secretmem`: the status of secret memory on this machine, and demos that show what it
+//! protects a key from: in a key agent, and as the RAM of a KVM guest.
 
 mod attack;
 mod demo;
 mod status;
+mod vm;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,12 +26,17 @@ enum Command {
     /// in ordinary memory), attack both as the same user and as root, and show that the agent
     /// still signs.
     Demo,
+    /// Run two KVM guests that hold a MAC key, one with its RAM in ordinary memory and one
+    /// whose entire RAM is secret memory; attack both from another process as root (including
+    /// /proc/kcore) and show that the secret one still answers challenges. Needs root.
+    Vm,
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Status => status::run(),
         Command::Demo => demo::run(),
+        Command::Vm => vm::run(),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
