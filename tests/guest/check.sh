@@ -2,7 +2,7 @@
 # Runs inside the guest once init.sh has loaded the module: the C suites as
 # root and as an unprivileged user, the root-only suite, the KVM suite, the
 # Rust crate's guest tests, the demo and the VM demo, then a clean unload and
-# a kmemleak# scan. Results go to $SECRETMEM_GUEST_OUT.
+# a kmemleak scan. Results go to $SECRETMEM_GUEST_OUT.
 set -u
 out=$SECRETMEM_GUEST_OUT
 bin=$(cd "$(dirname "$0")/../userspace" && pwd)
