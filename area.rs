@@ -70,7 +70,10 @@ impl CreateFlags {
 }
 
 /// The pages of one secret memory file, its size and its locked-memory charge.
-#[pin_data(PinnedDrop)]
+///
+/// Fields drop in declaration order: the pages go back to the direct map, zeroed, then
+/// `memlock` refunds them, and only then does `_count` stop counting the area.
+#[pin_data]
 pub(crate) struct SecretArea {
     mode: CacheMode,
     /// Size in bytes: zero until the one `ftruncate` sets it.
@@ -82,6 +85,30 @@ pub(crate) struct SecretArea {
     #[pin]
     pages: XArray<KBox<SecretPage>>,
     memlock: MemlockCharge,
+    /// Counts the area in [`STATS`] for as long as any of its pages may hold a secret.
+    _count: AreaCount,
+}
+
+/// One count in `STATS.areas`, which the hibernation guard reads.
+///
+/// # Invariants
+///
+/// `STATS.areas` holds one count for each `AreaCount` that exists.
+struct AreaCount(());
+
+impl AreaCount {
+    fn new() -> Self {
+        STATS.areas.add(1, Relaxed);
+        // INVARIANT: Counted just above.
+        Self(())
+    }
+}
+
+impl Drop for AreaCount {
+    fn drop(&mut self) {
+        // By the type invariants, this count was added by `new`.
+        STATS.areas.fetch_sub(1, Relaxed);
+    }
 }
 
 impl SecretArea {
@@ -94,10 +121,10 @@ impl SecretArea {
                 fill_lock <- new_mutex!(()),
                 pages <- XArray::new(AllocKind::Alloc),
                 memlock: MemlockCharge::for_current_user(),
+                _count: AreaCount::new(),
             }),
             GFP_KERNEL,
         )?;
-        STATS.areas.add(1, Relaxed);
         Ok(area)
     }
 
@@ -170,13 +197,5 @@ impl SecretArea {
             self.memlock.uncharge(1);
         }
         pfn
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for SecretArea {
-    fn drop(self: Pin<&mut Self>) {
-        // The pages go back to the direct map when `pages` drops, then `memlock` refunds them.
-        STATS.areas.fetch_sub(1, Relaxed);
     }
 }

@@ -121,6 +121,11 @@ impl Drop for SecretPage {
     }
 }
 
+/// Whether hibernation was refused when a page was last restored, for the KUnit suite.
+#[cfg(CONFIG_KUNIT)]
+pub(crate) static HIBERNATION_REFUSED_AT_LAST_RESTORE: kernel::sync::atomic::Atomic<bool> =
+    kernel::sync::atomic::Atomic::new(false);
+
 /// Puts `page` back into the direct map, zeroes it and restores write-back.
 ///
 /// Returns `None`, leaking the page, if any step fails: a page that may still be out of the direct
@@ -156,6 +161,8 @@ unsafe fn restore_page(page: Page, mode: CacheMode) -> Option<Page> {
             return None;
         }
     }
+    #[cfg(CONFIG_KUNIT)]
+    HIBERNATION_REFUSED_AT_LAST_RESTORE.store(crate::hibernation_busy(), Relaxed);
     Some(page)
 }
 

@@ -16,9 +16,12 @@ mod cases {
         direct_map::{
             CacheMode,
             PageSource,
-            SecretPage, //
+            SecretPage,
+            HIBERNATION_REFUSED_AT_LAST_RESTORE, //
         },
-        shim, //
+        hibernation_busy,
+        shim,
+        stats::STATS, //
     };
     use kernel::{
         alloc::flags::GFP_KERNEL,
@@ -30,7 +33,8 @@ mod cases {
         page::{
             Page,
             PAGE_SIZE, //
-        }, //
+        },
+        sync::atomic::Relaxed, //
     };
 
     /// Whether the direct map has a present entry for `page`.
@@ -131,5 +135,23 @@ mod cases {
                 assert!(back.iter().all(|&b| b == 0));
             }
         }
+    }
+
+    #[test]
+    fn area_is_counted_until_its_pages_are_restored() {
+        let areas = STATS.areas.load(Relaxed);
+        // The suite runs before any other secret memory exists.
+        assert_eq!(areas, 0);
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        area.set_size(2 * PAGE_SIZE as u64).unwrap();
+        area.pfn_at(0).unwrap();
+        area.pfn_at(1).unwrap();
+        assert!(hibernation_busy());
+        HIBERNATION_REFUSED_AT_LAST_RESTORE.store(false, Relaxed);
+        drop(area);
+        // The last page was restored and zeroed while hibernation was still refused.
+        assert!(HIBERNATION_REFUSED_AT_LAST_RESTORE.load(Relaxed));
+        assert_eq!(STATS.areas.load(Relaxed), areas);
+        assert!(!hibernation_busy());
     }
 }
