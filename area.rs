@@ -12,8 +12,11 @@ use crate::{
         PageSource,
         SecretPage, //
     },
-    memlock::MemlockCharge,
-    stats::STATS, //
+    hibernation::{
+        AreaHold,
+        SLEEP_GUARD, //
+    },
+    memlock::MemlockCharge, //
 };
 use kernel::{
     alloc::{
@@ -72,7 +75,7 @@ impl CreateFlags {
 /// The pages of one secret memory file, its size and its locked-memory charge.
 ///
 /// Fields drop in declaration order: the pages go back to the direct map, zeroed, then
-/// `memlock` refunds them, and only then does `_count` stop counting the area.
+/// `memlock` refunds them, and only then does `_hold` stop counting the area.
 #[pin_data]
 pub(crate) struct SecretArea {
     mode: CacheMode,
@@ -85,43 +88,25 @@ pub(crate) struct SecretArea {
     #[pin]
     pages: XArray<KBox<SecretPage>>,
     memlock: MemlockCharge,
-    /// Counts the area in [`STATS`] for as long as any of its pages may hold a secret.
-    _count: AreaCount,
-}
-
-/// One count in `STATS.areas`, which the hibernation guard reads.
-///
-/// # Invariants
-///
-/// `STATS.areas` holds one count for each `AreaCount` that exists.
-struct AreaCount(());
-
-impl AreaCount {
-    fn new() -> Self {
-        STATS.areas.add(1, Relaxed);
-        // INVARIANT: Counted just above.
-        Self(())
-    }
-}
-
-impl Drop for AreaCount {
-    fn drop(&mut self) {
-        // By the type invariants, this count was added by `new`.
-        STATS.areas.fetch_sub(1, Relaxed);
-    }
+    /// Counts the area for the hibernation guard for as long as any of its pages may hold a
+    /// secret.
+    _hold: AreaHold,
 }
 
 impl SecretArea {
     /// Creates an empty area of size zero, charged to the current user.
+    ///
+    /// Fails with `EBUSY` while a hibernation or a restore is in progress.
     pub(crate) fn new(mode: CacheMode) -> Result<Arc<Self>> {
         let area = Arc::pin_init(
             try_pin_init!(Self {
+                // First, so that a refusal allocates nothing more; it drops last.
+                _hold: SLEEP_GUARD.hold_area()?,
                 mode,
                 size: Atomic::new(0),
                 fill_lock <- new_mutex!(()),
                 pages <- XArray::new(AllocKind::Alloc),
                 memlock: MemlockCharge::for_current_user(),
-                _count: AreaCount::new(),
             }),
             GFP_KERNEL,
         )?;
@@ -153,8 +138,8 @@ impl SecretArea {
 
     /// Returns the page frame number of page `index`, creating the page on first use.
     ///
-    /// Fails with `EFAULT` past the size, `EAGAIN` over the locked-memory limit and `ENOMEM`
-    /// when no page can be had.
+    /// Fails with `EFAULT` past the size, `EBUSY` while a hibernation or a restore is in
+    /// progress, `EAGAIN` over the locked-memory limit and `ENOMEM` when no page can be had.
     pub(crate) fn pfn_at(&self, index: usize) -> Result<usize> {
         let pages = self.size().div_ceil(PAGE_SIZE as u64);
         if index as u64 >= pages {
@@ -164,6 +149,7 @@ impl SecretArea {
             return Ok(pfn);
         }
 
+        SLEEP_GUARD.may_add_page()?;
         // Charge and take a page with no lock held: both may sleep.
         self.memlock.charge(1)?;
         let page = PageSource::take(self.mode).and_then(|page| Ok(KBox::new(page, GFP_KERNEL)?));

@@ -162,7 +162,8 @@ unsafe fn restore_page(page: Page, mode: CacheMode) -> Option<Page> {
         }
     }
     #[cfg(CONFIG_KUNIT)]
-    HIBERNATION_REFUSED_AT_LAST_RESTORE.store(crate::hibernation_busy(), Relaxed);
+    HIBERNATION_REFUSED_AT_LAST_RESTORE
+        .store(crate::hibernation::SLEEP_GUARD.areas() != 0, Relaxed);
     Some(page)
 }
 

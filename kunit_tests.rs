@@ -19,13 +19,17 @@ mod cases {
             SecretPage,
             HIBERNATION_REFUSED_AT_LAST_RESTORE, //
         },
-        hibernation_busy,
-        shim,
-        stats::STATS, //
+        hibernation::{
+            SleepGuard,
+            Transition,
+            SLEEP_GUARD, //
+        },
+        shim, //
     };
     use kernel::{
         alloc::flags::GFP_KERNEL,
         error::code::{
+            EBUSY,
             EFAULT,
             EINVAL,
             ENODEV, //
@@ -139,19 +143,70 @@ mod cases {
 
     #[test]
     fn area_is_counted_until_its_pages_are_restored() {
-        let areas = STATS.areas.load(Relaxed);
+        let areas = SLEEP_GUARD.areas();
         // The suite runs before any other secret memory exists.
         assert_eq!(areas, 0);
         let area = SecretArea::new(CacheMode::Cached).unwrap();
         area.set_size(2 * PAGE_SIZE as u64).unwrap();
         area.pfn_at(0).unwrap();
         area.pfn_at(1).unwrap();
-        assert!(hibernation_busy());
+        assert_eq!(SLEEP_GUARD.begin(Transition::Hibernation), Err(EBUSY));
         HIBERNATION_REFUSED_AT_LAST_RESTORE.store(false, Relaxed);
         drop(area);
         // The last page was restored and zeroed while hibernation was still refused.
         assert!(HIBERNATION_REFUSED_AT_LAST_RESTORE.load(Relaxed));
-        assert_eq!(STATS.areas.load(Relaxed), areas);
-        assert!(!hibernation_busy());
+        assert_eq!(SLEEP_GUARD.areas(), areas);
+    }
+
+    #[test]
+    fn no_area_or_page_while_a_transition_is_in_progress() {
+        static GUARD: SleepGuard = SleepGuard::new();
+        let hold = GUARD.hold_area().unwrap();
+        for transition in [Transition::Hibernation, Transition::Restore] {
+            assert_eq!(GUARD.begin(transition), Err(EBUSY));
+            assert!(!GUARD.in_progress());
+        }
+        drop(hold);
+        assert_eq!(GUARD.areas(), 0);
+        for transition in [Transition::Hibernation, Transition::Restore] {
+            assert_eq!(GUARD.begin(transition), Ok(()));
+            assert!(matches!(GUARD.hold_area(), Err(e) if e == EBUSY));
+            // The refused area is not counted.
+            assert_eq!(GUARD.areas(), 0);
+            assert_eq!(GUARD.may_add_page(), Err(EBUSY));
+            assert_eq!(GUARD.check_frozen(), Ok(()));
+            GUARD.end();
+            assert_eq!(GUARD.may_add_page(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn area_that_slipped_past_the_notifier_aborts_once_frozen() {
+        static GUARD: SleepGuard = SleepGuard::new();
+        GUARD.begin(Transition::Hibernation).unwrap();
+        // A creator that was past its check when the notifier ran.
+        let hold = GUARD.hold_area_unchecked();
+        assert_eq!(GUARD.check_frozen(), Err(EBUSY));
+        GUARD.end();
+        assert_eq!(GUARD.check_frozen(), Ok(()));
+        drop(hold);
+    }
+
+    #[test]
+    fn areas_and_pages_are_refused_during_a_transition() {
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        area.set_size(2 * PAGE_SIZE as u64).unwrap();
+        area.pfn_at(0).unwrap();
+        SLEEP_GUARD.set_in_progress(true);
+        assert!(matches!(
+            SecretArea::new(CacheMode::Cached),
+            Err(e) if e == EBUSY
+        ));
+        // A page that exists stays reachable.
+        assert!(area.pfn_at(0).is_ok());
+        assert_eq!(area.pfn_at(1), Err(EBUSY));
+        SLEEP_GUARD.set_in_progress(false);
+        assert!(area.pfn_at(1).is_ok());
+        assert_eq!(area.resident_pages(), 2);
     }
 }

@@ -31,12 +31,12 @@ use kernel::{
         MiscDeviceRegistration, //
     },
     prelude::*,
-    sync::atomic::Relaxed,
     types::Opaque, //
 };
 
 mod area;
 mod direct_map;
+mod hibernation;
 #[cfg(CONFIG_KUNIT)]
 mod kunit_tests;
 mod memlock;
@@ -62,7 +62,7 @@ const SECRETMEM_CREATE: u32 = _IO(0xB9, 0x01);
 #[pin_data]
 struct SecretMemModule {
     _entry: SyscallEntry,
-    _hibernation: HibernationGuard,
+    _hibernation: hibernation::PmRegistration,
     #[pin]
     _device: DeviceRegistration,
     #[pin]
@@ -75,7 +75,7 @@ impl kernel::InPlaceModule for SecretMemModule {
         let dir = debugfs::Dir::new(c"secretmemfd");
         try_pin_init!(Self {
             _entry: SyscallEntry::register()?,
-            _hibernation: HibernationGuard::register()?,
+            _hibernation: hibernation::PmRegistration::register()?,
             _device <- DeviceRegistration::register(),
             _stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
             _debugfs_dir: dir,
@@ -105,35 +105,6 @@ impl Drop for SyscallEntry {
         // SAFETY: Registered by the type invariants; waits for calls in flight to finish.
         unsafe { shim::secretmem_shim_entry_unregister() };
     }
-}
-
-/// A PM notifier that refuses hibernation while secret memory exists.
-///
-/// # Invariants
-///
-/// The shim's notifier, answering with [`hibernation_busy`], is registered while this exists.
-struct HibernationGuard(());
-
-impl HibernationGuard {
-    fn register() -> Result<Self> {
-        // SAFETY: `hibernation_busy` is a plain function that stays valid while the module is
-        // loaded; drop unregisters it.
-        to_result(unsafe { shim::secretmem_shim_pm_register(hibernation_busy) })?;
-        // INVARIANT: Registered just above.
-        Ok(Self(()))
-    }
-}
-
-impl Drop for HibernationGuard {
-    fn drop(&mut self) {
-        // SAFETY: Registered by the type invariants.
-        unsafe { shim::secretmem_shim_pm_unregister() };
-    }
-}
-
-/// Answers the PM notifier: hibernation would write secret pages to disk.
-extern "C" fn hibernation_busy() -> bool {
-    stats::STATS.areas.load(Relaxed) != 0
 }
 
 /// The `secretmemfd(flags)` system call, dispatched here by the kernel's stub.

@@ -17,6 +17,7 @@
 #include <linux/secretmemfd_entry.h>
 #include <linux/smp.h>
 #include <linux/suspend.h>
+#include <linux/syscore_ops.h>
 #include <linux/uaccess.h>
 #include <asm/unistd.h>
 
@@ -126,14 +127,23 @@ void secretmem_shim_uncharge_locked(struct user_struct *user,
 	atomic_long_sub(pages, &user->locked_vm);
 }
 
-static bool (*secretmem_hibernation_busy)(void);
+static int (*secretmem_pm_begin)(bool restore);
+static void (*secretmem_pm_end)(void);
+static int (*secretmem_pm_check_frozen)(void);
 
+/* Hands the start and the end of a hibernation or a restore to the module. */
 static int secretmem_pm_notify(struct notifier_block *nb, unsigned long action,
 			       void *data)
 {
-	if (action == PM_HIBERNATION_PREPARE && secretmem_hibernation_busy()) {
-		pr_info("secretmemfd: refusing hibernation while secret memory exists\n");
-		return notifier_from_errno(-EBUSY);
+	switch (action) {
+	case PM_HIBERNATION_PREPARE:
+		return notifier_from_errno(secretmem_pm_begin(false));
+	case PM_RESTORE_PREPARE:
+		return notifier_from_errno(secretmem_pm_begin(true));
+	case PM_POST_HIBERNATION:
+	case PM_POST_RESTORE:
+		secretmem_pm_end();
+		return NOTIFY_OK;
 	}
 	return NOTIFY_DONE;
 }
@@ -142,14 +152,38 @@ static struct notifier_block secretmem_pm_nb = {
 	.notifier_call = secretmem_pm_notify,
 };
 
-int secretmem_shim_pm_register(bool (*busy)(void))
+/* Runs once tasks are frozen, just before a hibernation image is made. */
+static int secretmem_syscore_suspend(void *data)
 {
-	secretmem_hibernation_busy = busy;
-	return register_pm_notifier(&secretmem_pm_nb);
+	return secretmem_pm_check_frozen();
+}
+
+static const struct syscore_ops secretmem_syscore_ops = {
+	.suspend = secretmem_syscore_suspend,
+};
+
+static struct syscore secretmem_syscore = {
+	.ops = &secretmem_syscore_ops,
+};
+
+int secretmem_shim_pm_register(int (*begin)(bool restore), void (*end)(void),
+			       int (*check_frozen)(void))
+{
+	int ret;
+
+	secretmem_pm_begin = begin;
+	secretmem_pm_end = end;
+	secretmem_pm_check_frozen = check_frozen;
+	ret = register_pm_notifier(&secretmem_pm_nb);
+	if (ret)
+		return ret;
+	register_syscore(&secretmem_syscore);
+	return 0;
 }
 
 void secretmem_shim_pm_unregister(void)
 {
+	unregister_syscore(&secretmem_syscore);
 	unregister_pm_notifier(&secretmem_pm_nb);
 }
 

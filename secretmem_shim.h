@@ -37,7 +37,8 @@ bool secretmem_shim_charge_locked(struct user_struct *user,
 void secretmem_shim_uncharge_locked(struct user_struct *user,
 				    unsigned long pages);
 
-int secretmem_shim_pm_register(bool (*busy)(void));
+int secretmem_shim_pm_register(int (*begin)(bool restore), void (*end)(void),
+			       int (*check_frozen)(void));
 void secretmem_shim_pm_unregister(void);
 
 int secretmem_shim_entry_register(long (*create)(unsigned int flags));

@@ -3,8 +3,8 @@
 //! Prototypes of `secretmem_shim.c` and of the kernel functions that the kernel crate does not
 //! bind (`asm/set_memory.h` and `asm/tlbflush.h` are not in its bindings).
 //!
-//! Only the thin wrappers in `direct_map.rs`, `memlock.rs`, `secretmem_fops.rs` and
-//! `secretmem.rs` call these.
+//! Only the thin wrappers in `direct_map.rs`, `hibernation.rs`, `memlock.rs`, `secretmem_fops.rs`
+//! and `secretmem.rs` call these.
 
 use kernel::{
     bindings,
@@ -52,7 +52,11 @@ extern "C" {
     ) -> bool;
     pub(crate) fn secretmem_shim_uncharge_locked(user: *mut bindings::user_struct, pages: c_ulong);
 
-    pub(crate) fn secretmem_shim_pm_register(busy: unsafe extern "C" fn() -> bool) -> c_int;
+    pub(crate) fn secretmem_shim_pm_register(
+        begin: unsafe extern "C" fn(restore: bool) -> c_int,
+        end: unsafe extern "C" fn(),
+        check_frozen: unsafe extern "C" fn() -> c_int,
+    ) -> c_int;
     pub(crate) fn secretmem_shim_pm_unregister();
 
     pub(crate) fn secretmem_shim_entry_register(

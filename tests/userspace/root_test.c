@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/loop.h>
+#include <linux/suspend_ioctls.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -135,6 +136,41 @@ static void test_hibernation_refused_while_open(void)
 	write_file("/sys/power/pm_test", "none");
 }
 
+/*
+ * Opening /dev/snapshot for reading starts a hibernation
+ * (PM_HIBERNATION_PREPARE), for writing a restore (PM_RESTORE_PREPARE);
+ * closing it ends either. Neither may start while secret memory exists, and
+ * no secret memory may be created while either is in progress, through
+ * either entry, nor once tasks are frozen.
+ */
+static void test_no_secret_memory_during_hibernation(void)
+{
+	const int modes[] = { O_RDONLY, O_WRONLY };
+	int fd = secretmemfd(0), snap;
+
+	CHECK(fd >= 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_ERR(open("/dev/snapshot", modes[i] | O_CLOEXEC), EBUSY);
+	CHECK(close(fd) == 0);
+
+	for (int i = 0; i < 2; i++) {
+		snap = open("/dev/snapshot", modes[i] | O_CLOEXEC);
+		CHECK(snap >= 0);
+		CHECK_ERR(secretmemfd_ioctl(0), EBUSY);
+		CHECK_ERR(syscall(secretmemfd_syscall_nr(), 0), EBUSY);
+		if (modes[i] == O_RDONLY) {
+			/* Freezes every other task; this one goes on. */
+			CHECK(ioctl(snap, SNAPSHOT_FREEZE) == 0);
+			CHECK_ERR(secretmemfd_ioctl(0), EBUSY);
+			CHECK(ioctl(snap, SNAPSHOT_UNFREEZE) == 0);
+		}
+		CHECK(close(snap) == 0);
+		fd = secretmemfd(0);
+		CHECK(fd >= 0);
+		CHECK(close(fd) == 0);
+	}
+}
+
 /* A loop device over a file in /tmp: a block device that O_DIRECT pins pages for. */
 static int loop_device(char *path, size_t len, int *backing)
 {
@@ -253,6 +289,7 @@ static const struct test tests[] = {
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
 	{ "core_dump_excludes_secret", test_core_dump_excludes_secret },
 	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
+	{ "no_secret_memory_during_hibernation", test_no_secret_memory_during_hibernation },
 	{ "o_direct_refused", test_o_direct_refused },
 	{ "memcg_charged", test_memcg_charged },
 	{ "unload_unregisters_entry", test_unload_unregisters_entry },
