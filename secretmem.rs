@@ -34,6 +34,7 @@ use kernel::{
     types::Opaque, //
 };
 
+mod access;
 mod area;
 mod direct_map;
 mod hibernation;
@@ -108,8 +109,10 @@ impl Drop for SyscallEntry {
 }
 
 /// The `secretmemfd(flags)` system call, dispatched here by the kernel's stub.
+///
+/// The caller needs the access to `/dev/secretmem` that the ioctl entry needs (`access.rs`).
 extern "C" fn entry_create(flags: c_uint) -> c_long {
-    match secretmem_fops::create_fd(flags) {
+    match access::check_system_call().and_then(|()| secretmem_fops::create_fd(flags)) {
         Ok(fd) => fd as c_long,
         Err(e) => e.to_errno() as c_long,
     }
@@ -126,9 +129,10 @@ impl MiscDevice for SecretMemDevice {
         Ok(())
     }
 
-    fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(_device: (), file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             SECRETMEM_CREATE => {
+                access::check_device_file(file)?;
                 let flags = u32::try_from(arg).map_err(|_| EINVAL)?;
                 Ok(secretmem_fops::create_fd(flags)? as isize)
             }
@@ -140,7 +144,8 @@ impl MiscDevice for SecretMemDevice {
 /// A registration of `/dev/secretmem` with mode 0666.
 ///
 /// [`MiscDeviceOptions`] carries only a name, which gives a 0600 node; the node's mode must be
-/// in the `struct miscdevice` before `misc_register()` creates it.
+/// in the `struct miscdevice` before `misc_register()` creates it. The device number is
+/// published to the system call entry while the device is registered.
 ///
 /// # Invariants
 ///
@@ -173,7 +178,10 @@ impl DeviceRegistration {
                 // transparent wrapper of the same `struct miscdevice`. `slot` is pinned and
                 // deregistered in drop before it is freed.
                 // INVARIANT: On success `slot` is registered.
-                to_result(unsafe { bindings::misc_register(slot) })
+                to_result(unsafe { bindings::misc_register(slot) })?;
+                // SAFETY: `slot` is registered, so its `this_device` is set.
+                access::publish_device(unsafe { shim::secretmem_shim_misc_devt(slot) });
+                Ok::<(), Error>(())
             }),
         })
     }
@@ -182,6 +190,7 @@ impl DeviceRegistration {
 #[pinned_drop]
 impl PinnedDrop for DeviceRegistration {
     fn drop(self: Pin<&mut Self>) {
+        access::withdraw_device();
         // SAFETY: Registered by the type invariants.
         unsafe { bindings::misc_deregister(self.inner.get()) };
     }

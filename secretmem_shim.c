@@ -7,7 +7,9 @@
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -21,12 +23,19 @@
 #include <linux/uaccess.h>
 #include <asm/unistd.h>
 
+#include "include/uapi/linux/secretmemfd.h"
 #include "secretmem_shim.h"
 
 /* The system call number this module serves, or -1 when it serves none. */
 static int syscall_nr = -1;
 module_param(syscall_nr, int, 0444);
 MODULE_PARM_DESC(syscall_nr, "secretmemfd() system call number served, -1 if none");
+
+/* A group whose members may create uncached secret memory, or -1. */
+static int uncached_gid = -1;
+module_param(uncached_gid, int, 0644);
+MODULE_PARM_DESC(uncached_gid,
+		 "group (initial user namespace) allowed SECRETMEM_UNCACHED besides CAP_SYS_RAWIO, -1 for none");
 
 struct file *secretmem_shim_file_create(const struct file_operations *fops,
 					const struct inode_operations *iops,
@@ -58,6 +67,48 @@ void secretmem_shim_inode_lock(struct inode *inode)
 void secretmem_shim_inode_unlock(struct inode *inode)
 {
 	inode_unlock(inode);
+}
+
+/*
+ * Opens the device node as the caller, for reading and writing: 0 if it opens
+ * and is the device @devt, -EACCES if it is another one, or the open's error.
+ */
+int secretmem_shim_may_open_device(dev_t devt)
+{
+	struct file *file = filp_open(SECRETMEM_DEVICE, O_RDWR, 0);
+	struct inode *inode;
+	int ret = 0;
+
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	inode = file_inode(file);
+	if (!S_ISCHR(inode->i_mode) || inode->i_rdev != devt)
+		ret = -EACCES;
+	fput(file);
+	return ret;
+}
+
+dev_t secretmem_shim_misc_devt(const struct miscdevice *misc)
+{
+	return misc->this_device->devt;
+}
+
+/* CAP_SYS_RAWIO in the initial user namespace, not audited. */
+bool secretmem_shim_capable_rawio(void)
+{
+	return capable_noaudit(CAP_SYS_RAWIO);
+}
+
+/* Whether the caller is in the group that uncached_gid names. */
+bool secretmem_shim_in_uncached_group(void)
+{
+	int gid = READ_ONCE(uncached_gid);
+	kgid_t kgid;
+
+	if (gid < 0)
+		return false;
+	kgid = make_kgid(&init_user_ns, gid);
+	return gid_valid(kgid) && in_group_p(kgid);
 }
 
 unsigned long secretmem_shim_page_to_pfn(struct page *page)

@@ -13,6 +13,7 @@ struct file;
 struct file_operations;
 struct inode;
 struct inode_operations;
+struct miscdevice;
 struct user_struct;
 
 struct file *secretmem_shim_file_create(const struct file_operations *fops,
@@ -20,6 +21,11 @@ struct file *secretmem_shim_file_create(const struct file_operations *fops,
 					void *file_priv, void *inode_priv);
 void secretmem_shim_inode_lock(struct inode *inode);
 void secretmem_shim_inode_unlock(struct inode *inode);
+
+int secretmem_shim_may_open_device(dev_t devt);
+dev_t secretmem_shim_misc_devt(const struct miscdevice *misc);
+bool secretmem_shim_capable_rawio(void);
+bool secretmem_shim_in_uncached_group(void);
 
 unsigned long secretmem_shim_page_to_pfn(struct page *page);
 struct page *secretmem_shim_pfn_to_page(unsigned long pfn);

@@ -5,6 +5,8 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <linux/loop.h>
 #include <linux/suspend_ioctls.h>
 #include <sys/ioctl.h>
@@ -171,6 +173,108 @@ static void test_no_secret_memory_during_hibernation(void)
 	}
 }
 
+#define UNCACHED_GID "/sys/module/secretmemfd/parameters/uncached_gid"
+#define GROUP 4242
+
+/* Becomes uid and gid 65534, with @group as the only supplementary group if >= 0. */
+static void become_nobody(int group)
+{
+	gid_t g = group;
+
+	CHECK(setgroups(group >= 0, &g) == 0);
+	CHECK(setresgid(65534, 65534, 65534) == 0);
+	CHECK(setresuid(65534, 65534, 65534) == 0);
+}
+
+/* Creates uncached memory through either entry as a user in @group: 0 or errno. */
+static void create_uncached(void *arg)
+{
+	int group = *(int *)arg, fd, err;
+
+	become_nobody(group);
+	fd = secretmemfd_ioctl(SECRETMEM_UNCACHED);
+	err = fd < 0 ? errno : 0;
+	close(fd);
+	fd = syscall(secretmemfd_syscall_nr(), SECRETMEM_UNCACHED);
+	CHECK((fd < 0 ? errno : 0) == err);
+	close(fd);
+	_exit(err);
+}
+
+/* Runs @fn(@arg) in a child and returns its exit status. */
+static int child_status(void (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (!pid) {
+		fn(arg);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_uncached_group_parameter(void)
+{
+	int in_group = GROUP, other = GROUP + 1;
+
+	write_file(UNCACHED_GID, "4242");
+	CHECK(child_status(create_uncached, &in_group) == 0);
+	CHECK(child_status(create_uncached, &other) == EPERM);
+	write_file(UNCACHED_GID, "-1");
+	CHECK(child_status(create_uncached, &in_group) == EPERM);
+}
+
+/* Root without CAP_SYS_RAWIO, CAP_IPC_LOCK kept: no uncached memory. */
+static void test_uncached_needs_cap_sys_rawio(void)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	int fd;
+
+	CHECK(syscall(SYS_capget, &hdr, data) == 0);
+	CHECK(data[0].effective & (1U << CAP_IPC_LOCK));
+	data[0].effective &= ~(1U << CAP_SYS_RAWIO);
+	CHECK(syscall(SYS_capset, &hdr, data) == 0);
+	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED), EPERM);
+	CHECK_ERR(syscall(secretmemfd_syscall_nr(), SECRETMEM_UNCACHED), EPERM);
+	fd = secretmemfd(SECRETMEM_EXCLUSIVE);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
+/* Creates exclusive memory through either entry as a user in @group: 0 or errno. */
+static void create_exclusive(void *arg)
+{
+	int group = *(int *)arg, fd, err;
+
+	become_nobody(group);
+	fd = syscall(secretmemfd_syscall_nr(), SECRETMEM_EXCLUSIVE);
+	err = fd < 0 ? errno : 0;
+	close(fd);
+	fd = secretmemfd_ioctl(SECRETMEM_EXCLUSIVE);
+	CHECK((fd < 0 ? errno : 0) == err);
+	close(fd);
+	_exit(err);
+}
+
+/* The system call obeys the device node's permissions, as the ioctl does. */
+static void test_syscall_obeys_device_access(void)
+{
+	int none = -1, in_group = GROUP;
+
+	CHECK(child_status(create_exclusive, &none) == 0);
+	CHECK(chmod(SECRETMEM_DEVICE, 0600) == 0);
+	CHECK(child_status(create_exclusive, &none) == EACCES);
+	CHECK(chown(SECRETMEM_DEVICE, 0, GROUP) == 0 && chmod(SECRETMEM_DEVICE, 0660) == 0);
+	CHECK(child_status(create_exclusive, &in_group) == 0);
+	CHECK(child_status(create_exclusive, &none) == EACCES);
+	CHECK(chown(SECRETMEM_DEVICE, 0, 0) == 0 && chmod(SECRETMEM_DEVICE, 0666) == 0);
+	CHECK(child_status(create_exclusive, &none) == 0);
+}
+
 /* A loop device over a file in /tmp: a block device that O_DIRECT pins pages for. */
 static int loop_device(char *path, size_t len, int *backing)
 {
@@ -290,6 +394,9 @@ static const struct test tests[] = {
 	{ "core_dump_excludes_secret", test_core_dump_excludes_secret },
 	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
 	{ "no_secret_memory_during_hibernation", test_no_secret_memory_during_hibernation },
+	{ "uncached_group_parameter", test_uncached_group_parameter },
+	{ "uncached_needs_cap_sys_rawio", test_uncached_needs_cap_sys_rawio },
+	{ "syscall_obeys_device_access", test_syscall_obeys_device_access },
 	{ "o_direct_refused", test_o_direct_refused },
 	{ "memcg_charged", test_memcg_charged },
 	{ "unload_unregisters_entry", test_unload_unregisters_entry },

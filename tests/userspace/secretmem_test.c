@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -37,7 +38,7 @@ static void test_create_flags(void)
 	CHECK(fd >= 0);
 	CHECK(!(fcntl(fd, F_GETFD) & FD_CLOEXEC));
 	close(fd);
-	fd = secretmemfd_ioctl(SECRETMEM_UNCACHED | O_CLOEXEC);
+	fd = secretmemfd_ioctl(SECRETMEM_EXCLUSIVE | O_CLOEXEC);
 	CHECK(fd >= 0);
 	CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	close(fd);
@@ -57,6 +58,48 @@ static void test_syscall_entry(void)
 	CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	close(fd);
 	CHECK_ERR(syscall(nr, 0x4), EINVAL);
+}
+
+/*
+ * Uncached memory needs CAP_SYS_RAWIO (root here) or the uncached_gid group,
+ * through either entry; without them EPERM.
+ */
+static void test_uncached_needs_privilege(void)
+{
+	long nr = secretmemfd_syscall_nr();
+	int fd;
+
+	if (geteuid() == 0) {
+		fd = secretmemfd_ioctl(SECRETMEM_UNCACHED);
+		CHECK(fd >= 0);
+		close(fd);
+		fd = syscall(nr, SECRETMEM_UNCACHED);
+		CHECK(fd >= 0);
+		close(fd);
+		drop_privileges();
+	}
+	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED), EPERM);
+	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED | O_CLOEXEC), EPERM);
+	CHECK_ERR(syscall(nr, SECRETMEM_UNCACHED), EPERM);
+	fd = syscall(nr, SECRETMEM_EXCLUSIVE);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
+/* Creating through the device needs it open for writing, as the system call does. */
+static void test_device_opened_read_only_refused(void)
+{
+	int dev = open(SECRETMEM_DEVICE, O_RDONLY | O_CLOEXEC), fd;
+
+	CHECK(dev >= 0);
+	CHECK_ERR(ioctl(dev, SECRETMEM_CREATE, 0), EBADF);
+	close(dev);
+	dev = open(SECRETMEM_DEVICE, O_WRONLY | O_CLOEXEC);
+	CHECK(dev >= 0);
+	fd = ioctl(dev, SECRETMEM_CREATE, 0);
+	CHECK(fd >= 0);
+	close(fd);
+	close(dev);
 }
 
 static void test_size_once_and_fstat(void)
@@ -281,9 +324,11 @@ static long fdinfo_value(int fd, const char *key)
 
 static void test_fdinfo(void)
 {
+	/* Uncached needs CAP_SYS_RAWIO, which root has here. */
+	bool root = geteuid() == 0, found = false;
 	int fd;
-	char *p = secret_map(&fd, SECRETMEM_UNCACHED, 2), path[64], line[256];
-	bool uncached = false;
+	char *p = secret_map(&fd, root ? SECRETMEM_UNCACHED : 0, 2), path[64], line[256];
+	const char *want = root ? "secretmem-mode:\tuncached\n" : "secretmem-mode:\texclusive\n";
 	FILE *f;
 
 	CHECK(fdinfo_value(fd, "secretmem-size") == 2 * ps);
@@ -294,8 +339,8 @@ static void test_fdinfo(void)
 	f = fopen(path, "re");
 	CHECK(f);
 	while (fgets(line, sizeof(line), f))
-		uncached |= !strcmp(line, "secretmem-mode:\tuncached\n");
-	CHECK(uncached);
+		found |= !strcmp(line, want);
+	CHECK(found);
 }
 
 static void test_memlock_limit_and_refund(void)
@@ -322,6 +367,8 @@ static void test_memlock_limit_and_refund(void)
 static const struct test tests[] = {
 	{ "create_flags", test_create_flags },
 	{ "syscall_entry", test_syscall_entry },
+	{ "uncached_needs_privilege", test_uncached_needs_privilege },
+	{ "device_opened_read_only_refused", test_device_opened_read_only_refused },
 	{ "size_once_and_fstat", test_size_once_and_fstat },
 	{ "read_write_splice_refused", test_read_write_splice_refused },
 	{ "mmap_rules", test_mmap_rules },

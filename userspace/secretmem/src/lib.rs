@@ -41,7 +41,8 @@ pub enum Mode {
     #[default]
     Exclusive,
     /// Out of the direct map and mapped uncached: slower, but keeps the bytes out of CPU caches.
-    /// Only the module offers it.
+    /// Only the module offers it, to callers with `CAP_SYS_RAWIO` or in the group its
+    /// `uncached_gid` parameter names (otherwise `EPERM`).
     Uncached,
 }
 
@@ -134,7 +135,7 @@ impl Options {
         Self::default()
     }
 
-    /// Chooses the mode. [`Mode::Uncached`] needs the module.
+    /// Chooses the mode. [`Mode::Uncached`] needs the module and a privilege (see [`Mode`]).
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
