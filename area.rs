@@ -139,7 +139,8 @@ impl SecretArea {
     /// Returns the page frame number of page `index`, creating the page on first use.
     ///
     /// Fails with `EFAULT` past the size, `EBUSY` while a hibernation or a restore is in
-    /// progress, `EAGAIN` over the locked-memory limit and `ENOMEM` when no page can be had.
+    /// progress, `EAGAIN` over the faulting task's locked-memory limit and `ENOMEM` when no page
+    /// can be had.
     pub(crate) fn pfn_at(&self, index: usize) -> Result<usize> {
         let pages = self.size().div_ceil(PAGE_SIZE as u64);
         if index as u64 >= pages {

@@ -148,13 +148,10 @@ void secretmem_shim_put_user(struct user_struct *user)
 	free_uid(user);
 }
 
+/* The current task's RLIMIT_MEMLOCK in pages; no capability lifts it. */
 unsigned long secretmem_shim_memlock_limit_pages(void)
 {
-	unsigned long limit = rlimit(RLIMIT_MEMLOCK);
-
-	if (capable(CAP_IPC_LOCK) || limit == RLIM_INFINITY)
-		return ULONG_MAX;
-	return limit >> PAGE_SHIFT;
+	return rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 }
 
 /* Charges user->locked_vm as io_uring and perf do: no mmap lock needed. */

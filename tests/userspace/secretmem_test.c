@@ -364,6 +364,45 @@ static void test_memlock_limit_and_refund(void)
 	CHECK(child_signal(touch, p + ps) == 0);
 }
 
+/* Lowers this process's locked-memory limit to one page, then touches @addr. */
+static void touch_with_one_page_limit(void *addr)
+{
+	struct rlimit lim = { ps, ps };
+
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	touch(addr);
+}
+
+/*
+ * Pages are charged to the creator's user against the limit of the task that
+ * touches them, as it is at that time; CAP_IPC_LOCK (root) does not lift it.
+ */
+static void test_memlock_limit_at_fault_time(void)
+{
+	struct rlimit lim = { 4 * ps, 4 * ps };
+	int fd;
+	char *p;
+
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	p = secret_map(&fd, 0, 4);
+	CHECK(child_signal(touch, p) == 0);
+	/* A toucher with a lower limit than the creator's: its own limit counts. */
+	CHECK(child_signal(touch_with_one_page_limit, p + ps) == SIGBUS);
+	CHECK(child_signal(touch, p + ps) == 0);
+	/* Lowering the limit after creation stops new pages, even for root. */
+	lim.rlim_cur = lim.rlim_max = 2 * ps;
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	CHECK(child_signal(touch, p + 2 * ps) == SIGBUS);
+	CHECK(fdinfo_value(fd, "secretmem-pages") == 2);
+	/* Pages that exist stay usable. */
+	CHECK(child_signal(touch_with_one_page_limit, p) == 0);
+	CHECK(munmap(p, 4 * ps) == 0 && close(fd) == 0);
+	/* Both pages were refunded to the creator's user. */
+	p = secret_map(&fd, 0, 2);
+	CHECK(child_signal(touch, p) == 0);
+	CHECK(child_signal(touch, p + ps) == 0);
+}
+
 static const struct test tests[] = {
 	{ "create_flags", test_create_flags },
 	{ "syscall_entry", test_syscall_entry },
@@ -383,6 +422,7 @@ static const struct test tests[] = {
 	{ "proc_fd_reopen_refused", test_proc_fd_reopen_refused },
 	{ "fdinfo", test_fdinfo },
 	{ "memlock_limit_and_refund", test_memlock_limit_and_refund },
+	{ "memlock_limit_at_fault_time", test_memlock_limit_at_fault_time },
 };
 
 int main(int argc, char **argv)

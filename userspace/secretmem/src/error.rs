@@ -56,7 +56,8 @@ impl fmt::Display for Error {
             Error::MemlockLimit { needed, limit } => write!(
                 f,
                 "secret memory needs {needed} bytes of locked memory but RLIMIT_MEMLOCK is {limit}: \
-                 raise it (ulimit -l, or memlock in /etc/security/limits.conf) or grant CAP_IPC_LOCK"
+                 raise it (ulimit -l, or memlock in /etc/security/limits.conf); CAP_IPC_LOCK does not \
+                 lift it"
             ),
             Error::Os { what, source } => write!(f, "{what}: {source}"),
         }

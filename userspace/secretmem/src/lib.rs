@@ -181,14 +181,17 @@ unsafe impl Send for SecretMem {}
 unsafe impl Sync for SecretMem {}
 
 /// Checks that `len` bytes can be locked, so that no page raises `SIGBUS` when touched.
-fn check_size(len: usize, page: usize, limit: Option<u64>, cap_ipc_lock: bool) -> Result<usize> {
+///
+/// As in the kernel, for the module and for `memfd_secret(2)` alike, `CAP_IPC_LOCK` does not lift
+/// the limit.
+fn check_size(len: usize, page: usize, limit: Option<u64>) -> Result<usize> {
     // Sizes past 2 GiB - 1 fail in the kernel (EFBIG): refuse them here with a clear error.
     if len == 0 || len > i32::MAX as usize {
         return Err(Error::InvalidSize(len));
     }
     let map_len = len.div_ceil(page) * page;
     if let Some(limit) = limit {
-        if !cap_ipc_lock && map_len as u64 > limit {
+        if map_len as u64 > limit {
             return Err(Error::MemlockLimit {
                 needed: map_len as u64,
                 limit,
@@ -206,12 +209,7 @@ impl SecretMem {
 
     /// `len` bytes of memory as `options` say, zeroed.
     pub fn with_options(len: usize, options: &Options) -> Result<Self> {
-        let map_len = check_size(
-            len,
-            sys::page_size(),
-            sys::memlock_limit(),
-            sys::has_cap_ipc_lock(),
-        )?;
+        let map_len = check_size(len, sys::page_size(), sys::memlock_limit())?;
         let (fd, backend) = match secretmemfd_from(options.mode, options.device) {
             Err(Error::ModuleNotLoaded) => Self::fallback(options)?,
             found => found.map(|(fd, backend)| (Some(fd), backend))?,
