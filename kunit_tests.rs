@@ -209,4 +209,16 @@ mod cases {
         assert!(area.pfn_at(1).is_ok());
         assert_eq!(area.resident_pages(), 2);
     }
+
+    #[test]
+    fn largest_file_size_is_usable() {
+        // MAX_LFS_FILESIZE, the anonymous-inode filesystem's limit, as for memfd_secret(2).
+        let size = i64::MAX as u64;
+        let last = (size.div_ceil(PAGE_SIZE as u64) - 1) as usize;
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        area.set_size(size).unwrap();
+        assert!(area.pfn_at(last).is_ok());
+        assert_eq!(area.pfn_at(last + 1), Err(EFAULT));
+        assert_eq!(area.resident_pages(), 1);
+    }
 }

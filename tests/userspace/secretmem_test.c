@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/io_uring.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -29,6 +30,15 @@ static void drop_privileges(void)
 		CHECK(setresgid(65534, 65534, 65534) == 0);
 		CHECK(setresuid(65534, 65534, 65534) == 0);
 	}
+}
+
+/* Reads counter @key from this process's fdinfo of @fd. */
+static long fdinfo_value(int fd, const char *key)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	return key_value(path, key);
 }
 
 static void test_create_flags(void)
@@ -116,6 +126,49 @@ static void test_size_once_and_fstat(void)
 	CHECK_ERR(ftruncate(fd, ps), EINVAL);
 	CHECK_ERR(ftruncate(fd, 3 * ps), EINVAL);
 	CHECK(fstat(fd, &st) == 0 && st.st_size == 3 * ps);
+}
+
+/*
+ * Sizes follow memfd_secret(2): anything up to MAX_LFS_FILESIZE (LLONG_MAX),
+ * RLIMIT_FSIZE applies (EFBIG), negative sizes are EINVAL.
+ */
+static void test_size_limits(void)
+{
+	const off_t sizes[] = { 4LL << 30, LLONG_MAX };
+	struct rlimit fsize = { 1 << 20, 1 << 20 };
+	struct stat st;
+	int fd;
+	char *p;
+
+	for (int i = 0; i < 2; i++) {
+		/* The mm maps no page whose end would pass MAX_LFS_FILESIZE. */
+		off_t last = (sizes[i] - ps) & ~(off_t)(ps - 1);
+
+		fd = secretmemfd(0);
+		CHECK(fd >= 0);
+		CHECK(ftruncate(fd, sizes[i]) == 0);
+		CHECK(fstat(fd, &st) == 0 && st.st_size == sizes[i]);
+		p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, last);
+		CHECK(p != MAP_FAILED);
+		CHECK(child_signal(touch, p) == 0);
+		CHECK(fdinfo_value(fd, "secretmem-pages") == 1);
+		CHECK(munmap(p, ps) == 0 && close(fd) == 0);
+	}
+	/* Past 4 GiB: the page after the last one faults. */
+	fd = secretmemfd(0);
+	CHECK(fd >= 0 && ftruncate(fd, 4LL << 30) == 0);
+	p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 4LL << 30);
+	CHECK(p != MAP_FAILED);
+	CHECK(child_signal(touch, p) == SIGBUS);
+	close(fd);
+
+	fd = secretmemfd(0);
+	CHECK(fd >= 0);
+	CHECK_ERR(ftruncate(fd, -1), EINVAL);
+	CHECK(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	CHECK(setrlimit(RLIMIT_FSIZE, &fsize) == 0);
+	CHECK_ERR(ftruncate(fd, 2 << 20), EFBIG);
+	CHECK(ftruncate(fd, 1 << 20) == 0);
 }
 
 static void test_read_write_splice_refused(void)
@@ -313,15 +366,6 @@ static void test_proc_fd_reopen_refused(void)
 	CHECK_ERR(open(path, O_RDONLY), ENXIO);
 }
 
-/* Reads counter @key from this process's fdinfo of @fd. */
-static long fdinfo_value(int fd, const char *key)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	return key_value(path, key);
-}
-
 static void test_fdinfo(void)
 {
 	/* Uncached needs CAP_SYS_RAWIO, which root has here. */
@@ -409,6 +453,7 @@ static const struct test tests[] = {
 	{ "uncached_needs_privilege", test_uncached_needs_privilege },
 	{ "device_opened_read_only_refused", test_device_opened_read_only_refused },
 	{ "size_once_and_fstat", test_size_once_and_fstat },
+	{ "size_limits", test_size_limits },
 	{ "read_write_splice_refused", test_read_write_splice_refused },
 	{ "mmap_rules", test_mmap_rules },
 	{ "fresh_zero_and_read_back", test_fresh_zero_and_read_back },

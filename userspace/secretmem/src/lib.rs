@@ -180,16 +180,21 @@ unsafe impl Send for SecretMem {}
 // SAFETY: Shared references only read the mapping.
 unsafe impl Sync for SecretMem {}
 
+/// The largest file size of both backends: `MAX_LFS_FILESIZE`, `i64::MAX` on 64-bit.
+const MAX_SIZE: usize = i64::MAX as usize;
+
 /// Checks that `len` bytes can be locked, so that no page raises `SIGBUS` when touched.
 ///
 /// As in the kernel, for the module and for `memfd_secret(2)` alike, `CAP_IPC_LOCK` does not lift
 /// the limit.
 fn check_size(len: usize, page: usize, limit: Option<u64>) -> Result<usize> {
-    // Sizes past 2 GiB - 1 fail in the kernel (EFBIG): refuse them here with a clear error.
-    if len == 0 || len > i32::MAX as usize {
-        return Err(Error::InvalidSize(len));
-    }
-    let map_len = len.div_ceil(page) * page;
+    // The file is sized to whole pages, and file sizes stop at i64::MAX (MAX_LFS_FILESIZE) for
+    // the module and memfd_secret(2) alike: refuse larger ones here with a clear error.
+    let map_len = len
+        .div_ceil(page)
+        .checked_mul(page)
+        .filter(|&map_len| len != 0 && map_len <= MAX_SIZE)
+        .ok_or(Error::InvalidSize(len))?;
     if let Some(limit) = limit {
         if map_len as u64 > limit {
             return Err(Error::MemlockLimit {

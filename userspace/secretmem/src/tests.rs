@@ -10,10 +10,18 @@ fn sizes_are_checked_up_front() {
         check_size(0, 4096, None),
         Err(Error::InvalidSize(0))
     ));
-    assert!(matches!(
-        check_size(1 << 31, 4096, None),
-        Err(Error::InvalidSize(_))
-    ));
+    // The kernel takes any file size up to i64::MAX, as memfd_secret(2) does; the crate sizes
+    // whole pages.
+    assert_eq!(check_size(1 << 31, 4096, None).unwrap(), 1 << 31);
+    assert_eq!(check_size(5 << 30, 4096, None).unwrap(), 5 << 30);
+    let largest = i64::MAX as usize / 4096 * 4096;
+    assert_eq!(check_size(largest, 4096, None).unwrap(), largest);
+    for len in [largest + 1, i64::MAX as usize, usize::MAX] {
+        assert!(matches!(
+            check_size(len, 4096, None),
+            Err(Error::InvalidSize(l)) if l == len
+        ));
+    }
     assert_eq!(check_size(1, 4096, None).unwrap(), 4096);
     assert_eq!(check_size(4097, 4096, Some(8192)).unwrap(), 8192);
 }
