@@ -20,6 +20,7 @@ use kernel::{
     debugfs,
     error::to_result,
     ffi::{
+        c_int,
         c_long,
         c_uint, //
     },
@@ -56,16 +57,20 @@ module! {
 /// `ioctl(devfd, SECRETMEM_CREATE, flags)`: the UAPI header's request.
 const SECRETMEM_CREATE: u32 = _IO(0xB9, 0x01);
 
-/// The module: the system call entry, the hibernation guard, the device and the stats file.
+/// The module: the stats file, the hibernation guard, the system call entry and the device.
 ///
-/// Fields drop in this order: the entry goes first, so no new file can appear through it while
-/// the rest is torn down.
+/// The user-visible entries are registered last, the device very last, and unregistered first:
+/// fields drop in declaration order, the reverse of the order `init` registers them in. Nothing
+/// that can fail comes after the device, so a failed init never leaves an open device or a
+/// secret memory file behind: until the device is registered the system call serves nothing
+/// (`access.rs`), and files of either kind would otherwise outlive the module that a failed
+/// init frees.
 #[pin_data]
 struct SecretMemModule {
-    _entry: SyscallEntry,
-    _hibernation: hibernation::PmRegistration,
     #[pin]
     _device: DeviceRegistration,
+    _entry: SyscallEntry,
+    _hibernation: hibernation::PmRegistration,
     #[pin]
     _stats_file: debugfs::File<stats::StatsFile>,
     _debugfs_dir: debugfs::Dir,
@@ -75,13 +80,21 @@ impl kernel::InPlaceModule for SecretMemModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = debugfs::Dir::new(c"secretmemfd");
         try_pin_init!(Self {
-            _entry: SyscallEntry::register()?,
-            _hibernation: hibernation::PmRegistration::register()?,
-            _device <- DeviceRegistration::register(),
             _stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
             _debugfs_dir: dir,
+            _hibernation: hibernation::PmRegistration::register()?,
+            _: { init_fault_point(1)? },
+            _entry: SyscallEntry::register()?,
+            _: { init_fault_point(2)? },
+            _device <- DeviceRegistration::register(),
         })
     }
+}
+
+/// Fails the init here if the `fail_init_at` fault-injection parameter names `point`.
+fn init_fault_point(point: c_int) -> Result {
+    // SAFETY: Reads a module parameter; no precondition.
+    to_result(unsafe { shim::secretmem_shim_init_fault(point) })
 }
 
 /// The registration of [`entry_create`] behind the `secretmemfd()` system call.
@@ -103,7 +116,8 @@ impl SyscallEntry {
 
 impl Drop for SyscallEntry {
     fn drop(&mut self) {
-        // SAFETY: Registered by the type invariants; waits for calls in flight to finish.
+        // SAFETY: Registered by the type invariants. At module exit no call is in flight: the
+        // stub holds a module reference for each call, and exit only runs with none left.
         unsafe { shim::secretmem_shim_entry_unregister() };
     }
 }

@@ -4,6 +4,8 @@
  * or C-only interface that the Rust kernel crate does not bind.
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
@@ -30,6 +32,14 @@
 static int syscall_nr = -1;
 module_param(syscall_nr, int, 0444);
 MODULE_PARM_DESC(syscall_nr, "secretmemfd() system call number served, -1 if none");
+
+#ifdef CONFIG_FAULT_INJECTION
+/* Fault injection for tests: fail the module init at this point, 0 for none. */
+static int fail_init_at;
+module_param(fail_init_at, int, 0400);
+MODULE_PARM_DESC(fail_init_at,
+		 "fault injection: fail init at point 1 (after the PM guard) or 2 (after the syscall entry)");
+#endif
 
 /* A group whose members may create uncached secret memory, or -1. */
 static int uncached_gid = -1;
@@ -67,6 +77,18 @@ void secretmem_shim_inode_lock(struct inode *inode)
 void secretmem_shim_inode_unlock(struct inode *inode)
 {
 	inode_unlock(inode);
+}
+
+/* -ENOMEM if fail_init_at names @point, else 0. */
+int secretmem_shim_init_fault(int point)
+{
+#ifdef CONFIG_FAULT_INJECTION
+	if (point == fail_init_at) {
+		pr_info("injected init failure at point %d\n", point);
+		return -ENOMEM;
+	}
+#endif
+	return 0;
 }
 
 /*

@@ -22,6 +22,7 @@ struct file *secretmem_shim_file_create(const struct file_operations *fops,
 void secretmem_shim_inode_lock(struct inode *inode);
 void secretmem_shim_inode_unlock(struct inode *inode);
 
+int secretmem_shim_init_fault(int point);
 int secretmem_shim_may_open_device(dev_t devt);
 dev_t secretmem_shim_misc_devt(const struct miscdevice *misc);
 bool secretmem_shim_capable_rawio(void);

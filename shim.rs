@@ -30,6 +30,7 @@ extern "C" {
     pub(crate) fn secretmem_shim_inode_lock(inode: *mut bindings::inode);
     pub(crate) fn secretmem_shim_inode_unlock(inode: *mut bindings::inode);
 
+    pub(crate) fn secretmem_shim_init_fault(point: c_int) -> c_int;
     pub(crate) fn secretmem_shim_may_open_device(devt: bindings::dev_t) -> c_int;
     pub(crate) fn secretmem_shim_misc_devt(misc: *const bindings::miscdevice) -> bindings::dev_t;
     pub(crate) fn secretmem_shim_capable_rawio() -> bool;

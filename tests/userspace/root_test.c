@@ -388,6 +388,92 @@ static void test_unload_unregisters_entry(void)
 	close(fd);
 }
 
+struct race {
+	volatile int stop;
+	volatile int opened;	/* descriptors of /dev/secretmem */
+	volatile int created;	/* secret memory files, through either entry */
+	volatile long tries;
+};
+
+/* Tries both entries until told to stop, counting what it got. */
+static void race_entries(struct race *r)
+{
+	while (!r->stop) {
+		int fd = syscall(473, 0), dev;
+
+		if (fd >= 0) {
+			__atomic_add_fetch(&r->created, 1, __ATOMIC_RELAXED);
+			close(fd);
+		}
+		dev = open(SECRETMEM_DEVICE, O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			__atomic_add_fetch(&r->opened, 1, __ATOMIC_RELAXED);
+			fd = ioctl(dev, SECRETMEM_CREATE, 0);
+			if (fd >= 0) {
+				__atomic_add_fetch(&r->created, 1, __ATOMIC_RELAXED);
+				close(fd);
+			}
+			close(dev);
+		}
+		r->tries++;
+	}
+}
+
+static int load_module(const char *ko, const char *params)
+{
+	int fd = open(ko, O_RDONLY | O_CLOEXEC), ret;
+
+	CHECK(fd >= 0);
+	ret = syscall(__NR_finit_module, fd, params, 0);
+	close(fd);
+	return ret;
+}
+
+/*
+ * An init that fails after a registration (fault points 1 and 2) must leave
+ * no way in: while another process hammers both entries, it never gets a
+ * device descriptor or a secret memory file, whose operations would outlive
+ * the module text. Afterwards nothing is registered and hibernation (which
+ * walks the PM notifier chain) still works.
+ */
+static void test_failed_init_leaves_nothing(void)
+{
+	const char *ko = getenv("SECRETMEM_KO");
+	struct race *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int status, fd;
+	pid_t pid;
+
+	CHECK(ko && r != MAP_FAILED);
+	CHECK(syscall(__NR_delete_module, "secretmemfd", O_NONBLOCK) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		race_entries(r);
+		_exit(0);
+	}
+	for (int round = 0; round < 3; round++) {
+		CHECK_ERR(load_module(ko, "fail_init_at=1"), ENOMEM);
+		CHECK_ERR(load_module(ko, "fail_init_at=2"), ENOMEM);
+	}
+	r->stop = 1;
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status));
+	fprintf(stderr, "  %ld tries, %d opened, %d created\n", r->tries, r->opened, r->created);
+	CHECK(r->tries > 0);
+	CHECK(r->opened == 0 && r->created == 0);
+	CHECK_ERR(syscall(473, 0), ENOSYS);
+	CHECK_ERR(open(SECRETMEM_DEVICE, O_RDWR), ENOENT);
+	CHECK(access("/sys/module/secretmemfd", F_OK) == -1);
+	write_file("/sys/power/pm_test", "freezer");
+	CHECK(try_hibernate() == 0);
+	write_file("/sys/power/pm_test", "none");
+
+	CHECK(load_module(ko, "") == 0);
+	fd = secretmemfd(0);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
 static const struct test tests[] = {
 	{ "stats_follow_pages", test_stats_follow_pages },
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
@@ -399,6 +485,7 @@ static const struct test tests[] = {
 	{ "syscall_obeys_device_access", test_syscall_obeys_device_access },
 	{ "o_direct_refused", test_o_direct_refused },
 	{ "memcg_charged", test_memcg_charged },
+	{ "failed_init_leaves_nothing", test_failed_init_leaves_nothing },
 	{ "unload_unregisters_entry", test_unload_unregisters_entry },
 };
 
