@@ -36,6 +36,7 @@ use kernel::{
     },
     xarray::{
         AllocKind,
+        Guard,
         XArray, //
     }, //
 };
@@ -163,26 +164,53 @@ impl SecretArea {
         };
 
         let fill = self.fill_lock.lock();
-        let mut store = self.pages.lock();
-        // A racing fault may have published this page first: use it and give ours back.
-        let (pfn, unused) = if let Some(pfn) = store.get(index).map(|page| page.pfn()) {
-            (Ok(pfn), Some(page))
-        } else {
-            let pfn = page.pfn();
-            match store.store(index, page, GFP_KERNEL) {
-                // Under `fill_lock` nothing else stores, so the slot stays empty.
-                Ok(_) => (Ok(pfn), None),
-                Err(e) => (Err(e.error), Some(e.value)),
-            }
-        };
-        drop(store);
+        let (pfn, unused) = publish(&mut self.pages.lock(), index, page);
         drop(fill);
 
         if let Some(page) = unused {
-            // Restoring the direct map may sleep: only now, with no lock held.
+            // Restoring the direct map may sleep: only now, with no lock held. The page was never
+            // published, so nothing maps it.
             drop(page);
             self.memlock.uncharge(1);
         }
         pfn
+    }
+}
+
+/// Publishes `page` at `index` unless a page is there already; never replaces one.
+///
+/// Returns the page frame number now at `index`, or the error of the store, and the page that
+/// was not published, if any, for the caller to drop once the lock is released. The caller holds
+/// `SecretArea::fill_lock`.
+pub(crate) fn publish(
+    store: &mut Guard<'_, KBox<SecretPage>>,
+    index: usize,
+    page: KBox<SecretPage>,
+) -> (Result<usize>, Option<KBox<SecretPage>>) {
+    // A racing fault may have published this page first: use it and give ours back.
+    if let Some(pfn) = store.get(index).map(|page| page.pfn()) {
+        return (Ok(pfn), Some(page));
+    }
+    let pfn = page.pfn();
+    match store.store(index, page, GFP_KERNEL) {
+        Ok(None) => (Ok(pfn), None),
+        // Under `fill_lock` nothing else stores, so the slot stays empty even when the store drops
+        // the lock to allocate. Should an old page come back all the same, it may be mapped: it
+        // must not be dropped. Put it back and give ours up; ours was never visible, as the lock
+        // is held from the store until here.
+        Ok(Some(old)) => {
+            pr_err!("page {index} was published twice: keeping the first\n");
+            let old_pfn = old.pfn();
+            match store.store(index, old, GFP_KERNEL) {
+                Ok(ours) => (Ok(old_pfn), ours),
+                Err(e) => {
+                    pr_err!("cannot put back page {index}: leaking it\n");
+                    // Leaked, never freed: it may still be mapped.
+                    core::mem::forget(e.value);
+                    (Ok(pfn), None)
+                }
+            }
+        }
+        Err(e) => (Err(e.error), Some(e.value)),
     }
 }

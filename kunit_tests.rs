@@ -8,6 +8,7 @@ use kernel::prelude::*;
 mod cases {
     use crate::{
         area::{
+            publish,
             CreateFlags,
             SecretArea,
             O_CLOEXEC,
@@ -27,18 +28,26 @@ mod cases {
         shim, //
     };
     use kernel::{
-        alloc::flags::GFP_KERNEL,
+        alloc::{
+            flags::GFP_KERNEL,
+            KBox, //
+        },
         error::code::{
             EBUSY,
             EFAULT,
             EINVAL,
             ENODEV, //
         },
+        init::InPlaceInit,
         page::{
             Page,
             PAGE_SIZE, //
         },
-        sync::atomic::Relaxed, //
+        sync::atomic::Relaxed,
+        xarray::{
+            AllocKind,
+            XArray, //
+        }, //
     };
 
     /// Whether the direct map has a present entry for `page`.
@@ -220,5 +229,20 @@ mod cases {
         assert!(area.pfn_at(last).is_ok());
         assert_eq!(area.pfn_at(last + 1), Err(EFAULT));
         assert_eq!(area.resident_pages(), 1);
+    }
+
+    #[test]
+    fn publish_never_replaces_a_page() {
+        let store = KBox::pin_init(XArray::new(AllocKind::Alloc), GFP_KERNEL).unwrap();
+        let first = KBox::new(PageSource::take(CacheMode::Cached).unwrap(), GFP_KERNEL).unwrap();
+        let second = KBox::new(PageSource::take(CacheMode::Cached).unwrap(), GFP_KERNEL).unwrap();
+        let (first_pfn, second_pfn) = (first.pfn(), second.pfn());
+        let (pfn, unused) = publish(&mut store.lock(), 7, first);
+        assert_eq!(pfn, Ok(first_pfn));
+        assert!(unused.is_none());
+        let (pfn, unused) = publish(&mut store.lock(), 7, second);
+        assert_eq!(pfn, Ok(first_pfn));
+        assert_eq!(unused.map(|page| page.pfn()), Some(second_pfn));
+        assert_eq!(store.lock().get(7).map(|page| page.pfn()), Some(first_pfn));
     }
 }
