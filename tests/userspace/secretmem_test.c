@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -355,6 +356,52 @@ static void test_io_uring_register_refused(void)
 	CHECK_ERR(syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1), EFAULT);
 }
 
+/* In a child: takes descriptor @arg of the parent with pidfd_getfd() and reads it. */
+static void take_and_read(void *arg)
+{
+	int pidfd = syscall(SYS_pidfd_open, getppid(), 0), fd;
+	char *p;
+
+	CHECK(pidfd >= 0);
+	fd = syscall(SYS_pidfd_getfd, pidfd, *(int *)arg, 0);
+	if (fd < 0)
+		_exit(errno);
+	p = mmap(NULL, ps, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	_exit(strcmp(p, SECRET) ? 255 : 0);
+}
+
+/* Runs @fn(@arg) in a child and returns its exit status. */
+static int child_exit(void (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (!pid) {
+		fn(arg);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * What the threat model says: a process that may ptrace the owner takes the
+ * descriptor and reads the secret; PR_SET_DUMPABLE 0 leaves that to
+ * CAP_SYS_PTRACE (root here).
+ */
+static void test_pidfd_getfd_takes_the_descriptor(void)
+{
+	int fd;
+	char *p = secret_map(&fd, 0, 1);
+
+	strcpy(p, SECRET);
+	CHECK(child_exit(take_and_read, &fd) == 0);
+	CHECK(prctl(PR_SET_DUMPABLE, 0) == 0);
+	CHECK(child_exit(take_and_read, &fd) == (geteuid() == 0 ? 0 : EPERM));
+}
+
 static void test_proc_fd_reopen_refused(void)
 {
 	int fd = secretmemfd(0);
@@ -465,6 +512,7 @@ static const struct test tests[] = {
 	{ "vmsplice_refused", test_vmsplice_refused },
 	{ "io_uring_register_refused", test_io_uring_register_refused },
 	{ "proc_fd_reopen_refused", test_proc_fd_reopen_refused },
+	{ "pidfd_getfd_takes_the_descriptor", test_pidfd_getfd_takes_the_descriptor },
 	{ "fdinfo", test_fdinfo },
 	{ "memlock_limit_and_refund", test_memlock_limit_and_refund },
 	{ "memlock_limit_at_fault_time", test_memlock_limit_at_fault_time },

@@ -1,5 +1,7 @@
-//! Secret memory for Rust programs: bytes that other processes, ptrace, `/proc/PID/mem`,
-//! core dumps, swap, hibernation and even the kernel's own direct map cannot read.
+//! Secret memory for Rust programs: bytes that ptrace peeks, `/proc/PID/mem`, other processes'
+//! reads, core dumps, swap, hibernation and even the kernel's own direct map cannot reach. A
+//! process that may ptrace the owner can still take the descriptor with `pidfd_getfd()`: see the
+//! module's `Documentation/threat-model.rst`.
 //!
 //! The memory comes from the `secretmemfd` kernel module (`/dev/secretmem` or its
 //! `secretmemfd()` system call), or, on kernels without the module, from mainline
