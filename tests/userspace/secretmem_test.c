@@ -11,6 +11,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/io_uring.h>
+#include <linux/magic.h>
+#include <linux/userfaultfd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -494,6 +497,180 @@ static void test_memlock_limit_at_fault_time(void)
 	CHECK(child_signal(touch, p + ps) == 0);
 }
 
+/*
+ * Differences from memfd_secret(2), as in the table of secretmem-abi.rst.
+ * Each pins our behaviour and, where the kernel has memfd_secret(2), its
+ * behaviour, so the table stays true.
+ */
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+
+/* @pages pages of memfd_secret(2), mapped shared, or NULL without it. */
+static char *memfd_secret_map(int *fdp, long pages)
+{
+	int fd = syscall(SYS_memfd_secret, O_CLOEXEC);
+	char *p;
+
+	if (fd < 0 && errno == ENOSYS)
+		return NULL;
+	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, pages * ps) == 0);
+	p = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	*fdp = fd;
+	return p;
+}
+
+/* madvise: 0 or errno for each advice on @p. */
+static void check_madvise(char *p, int want)
+{
+	const int advice[] = { MADV_DONTNEED, MADV_DODUMP, MADV_DOFORK };
+
+	for (int i = 0; i < 3; i++) {
+		errno = 0;
+		CHECK((madvise(p, ps, advice[i]) ? errno : 0) == want);
+	}
+}
+
+static void test_differs_madvise(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* VM_PFNMAP refuses zapping, VM_IO refuses dumping and copying. */
+	check_madvise(p, EINVAL);
+	CHECK(madvise(p, ps, MADV_DONTFORK) == 0);
+	if (m)
+		check_madvise(m, 0);
+}
+
+static void test_differs_mremap(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* VM_DONTEXPAND | VM_PFNMAP: no growth, no duplication. */
+	CHECK(mremap(p, ps, 2 * ps, MREMAP_MAYMOVE) == MAP_FAILED && errno == EFAULT);
+	CHECK(mremap(p, 0, ps, MREMAP_MAYMOVE) == MAP_FAILED && errno == EFAULT);
+	if (m) {
+		CHECK(mremap(m, 0, ps, MREMAP_MAYMOVE) != MAP_FAILED);
+		CHECK(mremap(m, ps, 2 * ps, MREMAP_MAYMOVE) != MAP_FAILED);
+	}
+}
+
+static void test_differs_mlock(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* The core skips VM_PFNMAP; memfd_secret's populate fails in GUP. */
+	CHECK(mlock(p, ps) == 0);
+	CHECK(munlock(p, ps) == 0);
+	if (m)
+		CHECK_ERR(mlock(m, ps), ENOMEM);
+}
+
+/* VmRSS, RssFile and VmLck of this process, in kB. */
+static void rss(long *vmrss, long *rssfile, long *vmlck)
+{
+	*vmrss = key_value("/proc/self/status", "VmRSS");
+	*rssfile = key_value("/proc/self/status", "RssFile");
+	*vmlck = key_value("/proc/self/status", "VmLck");
+}
+
+static void test_differs_rss(void)
+{
+	const long pages = 256, kb = pages * ps / 1024;
+	long rss0, file0, lck0, rss1, file1, lck1;
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, pages), *m = memfd_secret_map(&mfd, pages);
+
+	/* Special PFN entries count nowhere: the OOM killer does not see them. */
+	rss(&rss0, &file0, &lck0);
+	for (long i = 0; i < pages; i++)
+		p[i * ps] = 1;
+	CHECK(mlock(p, pages * ps) == 0);
+	rss(&rss1, &file1, &lck1);
+	CHECK(rss1 - rss0 < kb / 4 && file1 == file0 && lck1 == lck0);
+	if (m) {
+		for (long i = 0; i < pages; i++)
+			m[i * ps] = 1;
+		rss(&rss0, &file0, &lck0);
+		CHECK(rss0 - rss1 >= kb && file0 - file1 >= kb && lck0 == lck1);
+	}
+}
+
+/* The /proc/self/maps line of the mapping at @p. */
+static void maps_line(void *p, char *line, size_t len)
+{
+	char start[32];
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	CHECK(f);
+	snprintf(start, sizeof(start), "%lx-", (unsigned long)p);
+	while (fgets(line, len, f))
+		if (!strncmp(line, start, strlen(start))) {
+			fclose(f);
+			return;
+		}
+	CHECK(!"mapping not in /proc/self/maps");
+}
+
+static void test_differs_maps_name(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1), line[512];
+
+	maps_line(p, line, sizeof(line));
+	CHECK(strstr(line, " anon_inode:[secretmem]\n"));
+	if (m) {
+		maps_line(m, line, sizeof(line));
+		CHECK(strstr(line, " /secretmem (deleted)\n"));
+	}
+}
+
+static void test_differs_statfs(void)
+{
+	struct statfs st;
+	int fd = secretmemfd(0), mfd = syscall(SYS_memfd_secret, O_CLOEXEC);
+
+	CHECK(fd >= 0 && fstatfs(fd, &st) == 0 && st.f_type == ANON_INODE_FS_MAGIC);
+	if (mfd >= 0)
+		CHECK(fstatfs(mfd, &st) == 0 && st.f_type == SECRETMEM_MAGIC);
+}
+
+/* UFFDIO_REGISTER of @p in @mode on a WP_ASYNC userfaultfd: 0 or errno. */
+static int uffd_register(void *p, __u64 mode)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
+	struct uffdio_register reg = {
+		.range = { .start = (unsigned long)p, .len = ps },
+		.mode = mode,
+	};
+	int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY), ret;
+
+	CHECK(uffd >= 0);
+	CHECK(ioctl(uffd, UFFDIO_API, &api) == 0);
+	ret = ioctl(uffd, UFFDIO_REGISTER, &reg) ? errno : 0;
+	close(uffd);
+	return ret;
+}
+
+static void test_differs_userfaultfd_wp_async(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* userfaultfd refuses VM_SPECIAL mappings in every mode. */
+	CHECK(uffd_register(p, UFFDIO_REGISTER_MODE_WP) == EINVAL);
+	CHECK(uffd_register(p, UFFDIO_REGISTER_MODE_MISSING) == EINVAL);
+	if (m) {
+		CHECK(uffd_register(m, UFFDIO_REGISTER_MODE_WP) == 0);
+		CHECK(uffd_register(m, UFFDIO_REGISTER_MODE_MISSING) == EINVAL);
+	}
+}
+
 static const struct test tests[] = {
 	{ "create_flags", test_create_flags },
 	{ "syscall_entry", test_syscall_entry },
@@ -516,6 +693,13 @@ static const struct test tests[] = {
 	{ "fdinfo", test_fdinfo },
 	{ "memlock_limit_and_refund", test_memlock_limit_and_refund },
 	{ "memlock_limit_at_fault_time", test_memlock_limit_at_fault_time },
+	{ "differs_madvise", test_differs_madvise },
+	{ "differs_mremap", test_differs_mremap },
+	{ "differs_mlock", test_differs_mlock },
+	{ "differs_rss", test_differs_rss },
+	{ "differs_maps_name", test_differs_maps_name },
+	{ "differs_statfs", test_differs_statfs },
+	{ "differs_userfaultfd_wp_async", test_differs_userfaultfd_wp_async },
 };
 
 int main(int argc, char **argv)
