@@ -12,8 +12,11 @@ use crate::{
         PageSource,
         SecretPage, //
     },
-    memlock::MemlockCharge,
-    stats::STATS, //
+    hibernation::{
+        AreaHold,
+        SLEEP_GUARD, //
+    },
+    memlock::MemlockCharge, //
 };
 use kernel::{
     alloc::{
@@ -33,6 +36,7 @@ use kernel::{
     },
     xarray::{
         AllocKind,
+        Guard,
         XArray, //
     }, //
 };
@@ -70,7 +74,10 @@ impl CreateFlags {
 }
 
 /// The pages of one secret memory file, its size and its locked-memory charge.
-#[pin_data(PinnedDrop)]
+///
+/// Fields drop in declaration order: the pages go back to the direct map, zeroed, then
+/// `memlock` refunds them, and only then does `_hold` stop counting the area.
+#[pin_data]
 pub(crate) struct SecretArea {
     mode: CacheMode,
     /// Size in bytes: zero until the one `ftruncate` sets it.
@@ -82,13 +89,20 @@ pub(crate) struct SecretArea {
     #[pin]
     pages: XArray<KBox<SecretPage>>,
     memlock: MemlockCharge,
+    /// Counts the area for the hibernation guard for as long as any of its pages may hold a
+    /// secret.
+    _hold: AreaHold,
 }
 
 impl SecretArea {
     /// Creates an empty area of size zero, charged to the current user.
+    ///
+    /// Fails with `EBUSY` while a hibernation or a restore is in progress.
     pub(crate) fn new(mode: CacheMode) -> Result<Arc<Self>> {
         let area = Arc::pin_init(
             try_pin_init!(Self {
+                // First, so that a refusal allocates nothing more; it drops last.
+                _hold: SLEEP_GUARD.hold_area()?,
                 mode,
                 size: Atomic::new(0),
                 fill_lock <- new_mutex!(()),
@@ -97,7 +111,6 @@ impl SecretArea {
             }),
             GFP_KERNEL,
         )?;
-        STATS.areas.add(1, Relaxed);
         Ok(area)
     }
 
@@ -126,8 +139,9 @@ impl SecretArea {
 
     /// Returns the page frame number of page `index`, creating the page on first use.
     ///
-    /// Fails with `EFAULT` past the size, `EAGAIN` over the locked-memory limit and `ENOMEM`
-    /// when no page can be had.
+    /// Fails with `EFAULT` past the size, `EBUSY` while a hibernation or a restore is in
+    /// progress, `EAGAIN` over the faulting task's locked-memory limit and `ENOMEM` when no page
+    /// can be had.
     pub(crate) fn pfn_at(&self, index: usize) -> Result<usize> {
         let pages = self.size().div_ceil(PAGE_SIZE as u64);
         if index as u64 >= pages {
@@ -137,6 +151,7 @@ impl SecretArea {
             return Ok(pfn);
         }
 
+        SLEEP_GUARD.may_add_page()?;
         // Charge and take a page with no lock held: both may sleep.
         self.memlock.charge(1)?;
         let page = PageSource::take(self.mode).and_then(|page| Ok(KBox::new(page, GFP_KERNEL)?));
@@ -149,23 +164,12 @@ impl SecretArea {
         };
 
         let fill = self.fill_lock.lock();
-        let mut store = self.pages.lock();
-        // A racing fault may have published this page first: use it and give ours back.
-        let (pfn, unused) = if let Some(pfn) = store.get(index).map(|page| page.pfn()) {
-            (Ok(pfn), Some(page))
-        } else {
-            let pfn = page.pfn();
-            match store.store(index, page, GFP_KERNEL) {
-                // Under `fill_lock` nothing else stores, so the slot stays empty.
-                Ok(_) => (Ok(pfn), None),
-                Err(e) => (Err(e.error), Some(e.value)),
-            }
-        };
-        drop(store);
+        let (pfn, unused) = publish(&mut self.pages.lock(), index, page);
         drop(fill);
 
         if let Some(page) = unused {
-            // Restoring the direct map may sleep: only now, with no lock held.
+            // Restoring the direct map may sleep: only now, with no lock held. The page was never
+            // published, so nothing maps it.
             drop(page);
             self.memlock.uncharge(1);
         }
@@ -173,10 +177,40 @@ impl SecretArea {
     }
 }
 
-#[pinned_drop]
-impl PinnedDrop for SecretArea {
-    fn drop(self: Pin<&mut Self>) {
-        // The pages go back to the direct map when `pages` drops, then `memlock` refunds them.
-        STATS.areas.fetch_sub(1, Relaxed);
+/// Publishes `page` at `index` unless a page is there already; never replaces one.
+///
+/// Returns the page frame number now at `index`, or the error of the store, and the page that
+/// was not published, if any, for the caller to drop once the lock is released. The caller holds
+/// `SecretArea::fill_lock`.
+pub(crate) fn publish(
+    store: &mut Guard<'_, KBox<SecretPage>>,
+    index: usize,
+    page: KBox<SecretPage>,
+) -> (Result<usize>, Option<KBox<SecretPage>>) {
+    // A racing fault may have published this page first: use it and give ours back.
+    if let Some(pfn) = store.get(index).map(|page| page.pfn()) {
+        return (Ok(pfn), Some(page));
+    }
+    let pfn = page.pfn();
+    match store.store(index, page, GFP_KERNEL) {
+        Ok(None) => (Ok(pfn), None),
+        // Under `fill_lock` nothing else stores, so the slot stays empty even when the store drops
+        // the lock to allocate. Should an old page come back all the same, it may be mapped: it
+        // must not be dropped. Put it back and give ours up; ours was never visible, as the lock
+        // is held from the store until here.
+        Ok(Some(old)) => {
+            pr_err!("page {index} was published twice: keeping the first\n");
+            let old_pfn = old.pfn();
+            match store.store(index, old, GFP_KERNEL) {
+                Ok(ours) => (Ok(old_pfn), ours),
+                Err(e) => {
+                    pr_err!("cannot put back page {index}: leaking it\n");
+                    // Leaked, never freed: it may still be mapped.
+                    core::mem::forget(e.value);
+                    (Ok(pfn), None)
+                }
+            }
+        }
+        Err(e) => (Err(e.error), Some(e.value)),
     }
 }

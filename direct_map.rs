@@ -23,7 +23,8 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
-    sync::atomic::Relaxed, //
+    sync::atomic::Relaxed,
+    task::might_sleep, //
 };
 
 /// How the user page table maps a secret page.
@@ -42,6 +43,13 @@ pub(crate) enum CacheMode {
 /// - `page` is not present in the direct map and no CPU's TLB holds a direct-map entry for it.
 /// - If `mode` is [`CacheMode::Uncached`], the page's memory type is UC-.
 /// - `page` is only given up by `restore_page`, after it is back in the direct map.
+///
+/// # Dropping
+///
+/// Dropping a `SecretPage` restores, zeroes and frees the page, so no page table may map it any
+/// more by then. Its owners see to that: an area's pages drop with the area, after the file is
+/// released and every VMA, each holding a reference on the file, is gone; a page that the fault
+/// path did not publish was never mapped.
 pub(crate) struct SecretPage {
     page: ManuallyDrop<Page>,
     mode: CacheMode,
@@ -50,8 +58,12 @@ pub(crate) struct SecretPage {
 impl SecretPage {
     /// Removes `page` from the direct map, after switching its memory type for `mode`.
     ///
-    /// On failure the page is back in the state it came in and is freed.
+    /// Runs in process context and may sleep. On failure the page is back in the state it came
+    /// in and is freed, or, if its memory type cannot be set back to write-back, leaked.
     pub(crate) fn remove_from_direct_map(page: Page, mode: CacheMode) -> Result<Self> {
+        // The TLB flush below needs interrupts enabled; this says so under
+        // `CONFIG_DEBUG_ATOMIC_SLEEP`.
+        might_sleep();
         if mode == CacheMode::Uncached {
             // SAFETY: `page` is a valid order-0 page that we own and that is in the direct map.
             to_result(unsafe { shim::set_pages_uc(page.as_ptr(), 1) })?;
@@ -61,7 +73,13 @@ impl SecretPage {
         if ret != 0 {
             if mode == CacheMode::Uncached {
                 // SAFETY: The memory type of `page` was set to UC- above.
-                unsafe { shim::set_pages_wb(page.as_ptr(), 1) };
+                let wb = unsafe { shim::set_pages_wb(page.as_ptr(), 1) };
+                if wb != 0 {
+                    // A page that may still be UC- must not reach the allocator, as in
+                    // `restore_page`.
+                    pr_err!("cannot restore write-back on a page ({wb}): leaking it\n");
+                    core::mem::forget(page);
+                }
             }
             return Err(Error::from_errno(ret));
         }
@@ -69,7 +87,10 @@ impl SecretPage {
 
         // SAFETY: `page` is a valid page, so `page_address` is its direct-map address.
         let start = unsafe { shim::secretmem_shim_page_address(page.as_ptr()) };
-        // SAFETY: Flushing a kernel address range has no precondition; this one is one page.
+        // SAFETY: The range is this one page of the direct map. `flush_tlb_kernel_range` may send
+        // IPIs and wait for them, so it needs interrupts enabled and no spinlock held: we run in
+        // process context that may sleep (`might_sleep()` above; the caller allocated the page
+        // with `GFP_KERNEL`).
         unsafe { shim::flush_tlb_kernel_range(start, start + PAGE_SIZE as c_ulong) };
         STATS.tlb_flushes.add(1, Relaxed);
         STATS.pages.add(1, Relaxed);
@@ -105,7 +126,8 @@ impl SecretPage {
         // again.
         let page = unsafe { ManuallyDrop::take(&mut self.page) };
         core::mem::forget(self);
-        // SAFETY: By the type invariants, `page` is out of the direct map, with `mode`.
+        // SAFETY: By the type invariants, `page` is out of the direct map, with `mode`; the
+        // caller, a KUnit case, never mapped it.
         unsafe { restore_page(page, mode) }
     }
 }
@@ -115,11 +137,19 @@ impl Drop for SecretPage {
         // SAFETY: `self` is being dropped, so `self.page` is not used again, and as a
         // `ManuallyDrop` it is not dropped a second time.
         let page = unsafe { ManuallyDrop::take(&mut self.page) };
-        // SAFETY: By the type invariants, `page` is out of the direct map, with `self.mode`.
+        // SAFETY:
+        // - By the type invariants, `page` is out of the direct map, with `self.mode`.
+        // - Nothing maps it: its owner drops a `SecretPage` only once no page table can map it
+        //   (see "Dropping" on the type).
         // The restored page is freed when the returned `Page` drops.
         drop(unsafe { restore_page(page, self.mode) });
     }
 }
+
+/// Whether hibernation was refused when a page was last restored, for the KUnit suite.
+#[cfg(CONFIG_KUNIT)]
+pub(crate) static HIBERNATION_REFUSED_AT_LAST_RESTORE: kernel::sync::atomic::Atomic<bool> =
+    kernel::sync::atomic::Atomic::new(false);
 
 /// Puts `page` back into the direct map, zeroes it and restores write-back.
 ///
@@ -156,6 +186,9 @@ unsafe fn restore_page(page: Page, mode: CacheMode) -> Option<Page> {
             return None;
         }
     }
+    #[cfg(CONFIG_KUNIT)]
+    HIBERNATION_REFUSED_AT_LAST_RESTORE
+        .store(crate::hibernation::SLEEP_GUARD.areas() != 0, Relaxed);
     Some(page)
 }
 

@@ -8,6 +8,7 @@ use kernel::prelude::*;
 mod cases {
     use crate::{
         area::{
+            publish,
             CreateFlags,
             SecretArea,
             O_CLOEXEC,
@@ -16,20 +17,36 @@ mod cases {
         direct_map::{
             CacheMode,
             PageSource,
-            SecretPage, //
+            SecretPage,
+            HIBERNATION_REFUSED_AT_LAST_RESTORE, //
+        },
+        hibernation::{
+            SleepGuard,
+            Transition,
+            SLEEP_GUARD, //
         },
         shim, //
     };
     use kernel::{
-        alloc::flags::GFP_KERNEL,
+        alloc::{
+            flags::GFP_KERNEL,
+            KBox, //
+        },
         error::code::{
+            EBUSY,
             EFAULT,
             EINVAL,
             ENODEV, //
         },
+        init::InPlaceInit,
         page::{
             Page,
             PAGE_SIZE, //
+        },
+        sync::atomic::Relaxed,
+        xarray::{
+            AllocKind,
+            XArray, //
         }, //
     };
 
@@ -131,5 +148,101 @@ mod cases {
                 assert!(back.iter().all(|&b| b == 0));
             }
         }
+    }
+
+    #[test]
+    fn area_is_counted_until_its_pages_are_restored() {
+        let areas = SLEEP_GUARD.areas();
+        // The suite runs before any other secret memory exists.
+        assert_eq!(areas, 0);
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        area.set_size(2 * PAGE_SIZE as u64).unwrap();
+        area.pfn_at(0).unwrap();
+        area.pfn_at(1).unwrap();
+        assert_eq!(SLEEP_GUARD.begin(Transition::Hibernation), Err(EBUSY));
+        HIBERNATION_REFUSED_AT_LAST_RESTORE.store(false, Relaxed);
+        drop(area);
+        // The last page was restored and zeroed while hibernation was still refused.
+        assert!(HIBERNATION_REFUSED_AT_LAST_RESTORE.load(Relaxed));
+        assert_eq!(SLEEP_GUARD.areas(), areas);
+    }
+
+    #[test]
+    fn no_area_or_page_while_a_transition_is_in_progress() {
+        static GUARD: SleepGuard = SleepGuard::new();
+        let hold = GUARD.hold_area().unwrap();
+        for transition in [Transition::Hibernation, Transition::Restore] {
+            assert_eq!(GUARD.begin(transition), Err(EBUSY));
+            assert!(!GUARD.in_progress());
+        }
+        drop(hold);
+        assert_eq!(GUARD.areas(), 0);
+        for transition in [Transition::Hibernation, Transition::Restore] {
+            assert_eq!(GUARD.begin(transition), Ok(()));
+            assert!(matches!(GUARD.hold_area(), Err(e) if e == EBUSY));
+            // The refused area is not counted.
+            assert_eq!(GUARD.areas(), 0);
+            assert_eq!(GUARD.may_add_page(), Err(EBUSY));
+            assert_eq!(GUARD.check_frozen(), Ok(()));
+            GUARD.end();
+            assert_eq!(GUARD.may_add_page(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn area_that_slipped_past_the_notifier_aborts_once_frozen() {
+        static GUARD: SleepGuard = SleepGuard::new();
+        GUARD.begin(Transition::Hibernation).unwrap();
+        // A creator that was past its check when the notifier ran.
+        let hold = GUARD.hold_area_unchecked();
+        assert_eq!(GUARD.check_frozen(), Err(EBUSY));
+        GUARD.end();
+        assert_eq!(GUARD.check_frozen(), Ok(()));
+        drop(hold);
+    }
+
+    #[test]
+    fn areas_and_pages_are_refused_during_a_transition() {
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        area.set_size(2 * PAGE_SIZE as u64).unwrap();
+        area.pfn_at(0).unwrap();
+        SLEEP_GUARD.set_in_progress(true);
+        assert!(matches!(
+            SecretArea::new(CacheMode::Cached),
+            Err(e) if e == EBUSY
+        ));
+        // A page that exists stays reachable.
+        assert!(area.pfn_at(0).is_ok());
+        assert_eq!(area.pfn_at(1), Err(EBUSY));
+        SLEEP_GUARD.set_in_progress(false);
+        assert!(area.pfn_at(1).is_ok());
+        assert_eq!(area.resident_pages(), 2);
+    }
+
+    #[test]
+    fn largest_file_size_is_usable() {
+        // MAX_LFS_FILESIZE, the anonymous-inode filesystem's limit, as for memfd_secret(2).
+        let size = i64::MAX as u64;
+        let last = (size.div_ceil(PAGE_SIZE as u64) - 1) as usize;
+        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        area.set_size(size).unwrap();
+        assert!(area.pfn_at(last).is_ok());
+        assert_eq!(area.pfn_at(last + 1), Err(EFAULT));
+        assert_eq!(area.resident_pages(), 1);
+    }
+
+    #[test]
+    fn publish_never_replaces_a_page() {
+        let store = KBox::pin_init(XArray::new(AllocKind::Alloc), GFP_KERNEL).unwrap();
+        let first = KBox::new(PageSource::take(CacheMode::Cached).unwrap(), GFP_KERNEL).unwrap();
+        let second = KBox::new(PageSource::take(CacheMode::Cached).unwrap(), GFP_KERNEL).unwrap();
+        let (first_pfn, second_pfn) = (first.pfn(), second.pfn());
+        let (pfn, unused) = publish(&mut store.lock(), 7, first);
+        assert_eq!(pfn, Ok(first_pfn));
+        assert!(unused.is_none());
+        let (pfn, unused) = publish(&mut store.lock(), 7, second);
+        assert_eq!(pfn, Ok(first_pfn));
+        assert_eq!(unused.map(|page| page.pfn()), Some(second_pfn));
+        assert_eq!(store.lock().get(7).map(|page| page.pfn()), Some(first_pfn));
     }
 }

@@ -1,9 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `RLIMIT_MEMLOCK` accounting of secret pages against the user who created the area.
+//! `RLIMIT_MEMLOCK` accounting of secret pages, as `memfd_secret(2)` does it in Linux 7.3.
 //!
-//! The charge goes to `user_struct::locked_vm`, as io_uring and perf charge theirs: it needs no
-//! mmap lock, so the fault handler can charge, and it follows the memory, not a process.
+//! We follow `mm/secretmem.c` (`__secretmem_account_pages()`): each page is charged when it is
+//! created, at fault time, to `user_struct::locked_vm` of the user who created the file, and
+//! checked against the `RLIMIT_MEMLOCK` of the task that faults, read at that moment. There is
+//! no `CAP_IPC_LOCK` exemption: a privileged creator who passes the descriptor on does not hand
+//! out unlimited unswappable memory, and lowering the limit stops new pages (`SIGBUS`). The
+//! charge is refunded, exactly, when the file goes.
+//!
+//! This is not the mlock accounting (`mlock_future_ok()`, `account_locked_vm()`), which charges
+//! `mm->locked_vm` under the mmap lock and lets `CAP_IPC_LOCK` pass: a fault handler holds only
+//! the read or per-VMA lock, and `user_struct::locked_vm` is atomic, as io_uring and perf use it.
 
 use crate::shim;
 use kernel::{
@@ -24,7 +32,6 @@ use kernel::{
 /// `user` holds a reference to a `user_struct`, and `charged` pages of its `locked_vm` are ours.
 pub(crate) struct MemlockCharge {
     user: *mut bindings::user_struct,
-    limit: c_ulong,
     charged: Atomic<usize>,
 }
 
@@ -35,26 +42,24 @@ unsafe impl Send for MemlockCharge {}
 unsafe impl Sync for MemlockCharge {}
 
 impl MemlockCharge {
-    /// Starts an empty charge against the current user, with the current task's limit.
-    ///
-    /// `CAP_IPC_LOCK` or an infinite limit lifts the limit; pages are still counted.
+    /// Starts an empty charge against the current user, the creator of the area.
     pub(crate) fn for_current_user() -> Self {
         // SAFETY: Takes a reference to the current task's user; no precondition.
         let user = unsafe { shim::secretmem_shim_get_current_user() };
-        // SAFETY: Reads the current task's limit and capability; no precondition.
-        let limit = unsafe { shim::secretmem_shim_memlock_limit_pages() };
         // INVARIANT: We hold a reference to `user` and have charged nothing yet.
         Self {
             user,
-            limit,
             charged: Atomic::new(0),
         }
     }
 
-    /// Charges `pages`; fails with `EAGAIN` over the limit, charging nothing.
+    /// Charges `pages` against the current task's `RLIMIT_MEMLOCK` as it is now; fails with
+    /// `EAGAIN` over it, charging nothing.
     pub(crate) fn charge(&self, pages: usize) -> Result {
+        // SAFETY: Reads the current task's limit; no precondition.
+        let limit = unsafe { shim::secretmem_shim_memlock_limit_pages() };
         // SAFETY: `self.user` is a valid `user_struct` by the type invariants.
-        if !unsafe { shim::secretmem_shim_charge_locked(self.user, pages as c_ulong, self.limit) } {
+        if !unsafe { shim::secretmem_shim_charge_locked(self.user, pages as c_ulong, limit) } {
             return Err(EAGAIN);
         }
         // INVARIANT: `pages` more are ours now.

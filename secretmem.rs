@@ -20,6 +20,7 @@ use kernel::{
     debugfs,
     error::to_result,
     ffi::{
+        c_int,
         c_long,
         c_uint, //
     },
@@ -31,12 +32,13 @@ use kernel::{
         MiscDeviceRegistration, //
     },
     prelude::*,
-    sync::atomic::Relaxed,
     types::Opaque, //
 };
 
+mod access;
 mod area;
 mod direct_map;
+mod hibernation;
 #[cfg(CONFIG_KUNIT)]
 mod kunit_tests;
 mod memlock;
@@ -55,16 +57,20 @@ module! {
 /// `ioctl(devfd, SECRETMEM_CREATE, flags)`: the UAPI header's request.
 const SECRETMEM_CREATE: u32 = _IO(0xB9, 0x01);
 
-/// The module: the system call entry, the hibernation guard, the device and the stats file.
+/// The module: the stats file, the hibernation guard, the system call entry and the device.
 ///
-/// Fields drop in this order: the entry goes first, so no new file can appear through it while
-/// the rest is torn down.
+/// The user-visible entries are registered last, the device very last, and unregistered first:
+/// fields drop in declaration order, the reverse of the order `init` registers them in. Nothing
+/// that can fail comes after the device, so a failed init never leaves an open device or a
+/// secret memory file behind: until the device is registered the system call serves nothing
+/// (`access.rs`), and files of either kind would otherwise outlive the module that a failed
+/// init frees.
 #[pin_data]
 struct SecretMemModule {
-    _entry: SyscallEntry,
-    _hibernation: HibernationGuard,
     #[pin]
     _device: DeviceRegistration,
+    _entry: SyscallEntry,
+    _hibernation: hibernation::PmRegistration,
     #[pin]
     _stats_file: debugfs::File<stats::StatsFile>,
     _debugfs_dir: debugfs::Dir,
@@ -74,13 +80,21 @@ impl kernel::InPlaceModule for SecretMemModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = debugfs::Dir::new(c"secretmemfd");
         try_pin_init!(Self {
-            _entry: SyscallEntry::register()?,
-            _hibernation: HibernationGuard::register()?,
-            _device <- DeviceRegistration::register(),
             _stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
             _debugfs_dir: dir,
+            _hibernation: hibernation::PmRegistration::register()?,
+            _: { init_fault_point(1)? },
+            _entry: SyscallEntry::register()?,
+            _: { init_fault_point(2)? },
+            _device <- DeviceRegistration::register(),
         })
     }
+}
+
+/// Fails the init here if the `fail_init_at` fault-injection parameter names `point`.
+fn init_fault_point(point: c_int) -> Result {
+    // SAFETY: Reads a module parameter; no precondition.
+    to_result(unsafe { shim::secretmem_shim_init_fault(point) })
 }
 
 /// The registration of [`entry_create`] behind the `secretmemfd()` system call.
@@ -102,43 +116,17 @@ impl SyscallEntry {
 
 impl Drop for SyscallEntry {
     fn drop(&mut self) {
-        // SAFETY: Registered by the type invariants; waits for calls in flight to finish.
+        // SAFETY: Registered by the type invariants. At module exit no call is in flight: the
+        // stub holds a module reference for each call, and exit only runs with none left.
         unsafe { shim::secretmem_shim_entry_unregister() };
     }
 }
 
-/// A PM notifier that refuses hibernation while secret memory exists.
-///
-/// # Invariants
-///
-/// The shim's notifier, answering with [`hibernation_busy`], is registered while this exists.
-struct HibernationGuard(());
-
-impl HibernationGuard {
-    fn register() -> Result<Self> {
-        // SAFETY: `hibernation_busy` is a plain function that stays valid while the module is
-        // loaded; drop unregisters it.
-        to_result(unsafe { shim::secretmem_shim_pm_register(hibernation_busy) })?;
-        // INVARIANT: Registered just above.
-        Ok(Self(()))
-    }
-}
-
-impl Drop for HibernationGuard {
-    fn drop(&mut self) {
-        // SAFETY: Registered by the type invariants.
-        unsafe { shim::secretmem_shim_pm_unregister() };
-    }
-}
-
-/// Answers the PM notifier: hibernation would write secret pages to disk.
-extern "C" fn hibernation_busy() -> bool {
-    stats::STATS.areas.load(Relaxed) != 0
-}
-
 /// The `secretmemfd(flags)` system call, dispatched here by the kernel's stub.
+///
+/// The caller needs the access to `/dev/secretmem` that the ioctl entry needs (`access.rs`).
 extern "C" fn entry_create(flags: c_uint) -> c_long {
-    match secretmem_fops::create_fd(flags) {
+    match access::check_system_call().and_then(|()| secretmem_fops::create_fd(flags)) {
         Ok(fd) => fd as c_long,
         Err(e) => e.to_errno() as c_long,
     }
@@ -155,9 +143,10 @@ impl MiscDevice for SecretMemDevice {
         Ok(())
     }
 
-    fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(_device: (), file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             SECRETMEM_CREATE => {
+                access::check_device_file(file)?;
                 let flags = u32::try_from(arg).map_err(|_| EINVAL)?;
                 Ok(secretmem_fops::create_fd(flags)? as isize)
             }
@@ -169,7 +158,8 @@ impl MiscDevice for SecretMemDevice {
 /// A registration of `/dev/secretmem` with mode 0666.
 ///
 /// [`MiscDeviceOptions`] carries only a name, which gives a 0600 node; the node's mode must be
-/// in the `struct miscdevice` before `misc_register()` creates it.
+/// in the `struct miscdevice` before `misc_register()` creates it. The device number is
+/// published to the system call entry while the device is registered.
 ///
 /// # Invariants
 ///
@@ -202,7 +192,10 @@ impl DeviceRegistration {
                 // transparent wrapper of the same `struct miscdevice`. `slot` is pinned and
                 // deregistered in drop before it is freed.
                 // INVARIANT: On success `slot` is registered.
-                to_result(unsafe { bindings::misc_register(slot) })
+                to_result(unsafe { bindings::misc_register(slot) })?;
+                // SAFETY: `slot` is registered, so its `this_device` is set.
+                access::publish_device(unsafe { shim::secretmem_shim_misc_devt(slot) });
+                Ok::<(), Error>(())
             }),
         })
     }
@@ -211,6 +204,7 @@ impl DeviceRegistration {
 #[pinned_drop]
 impl PinnedDrop for DeviceRegistration {
     fn drop(self: Pin<&mut Self>) {
+        access::withdraw_device();
         // SAFETY: Registered by the type invariants.
         unsafe { bindings::misc_deregister(self.inner.get()) };
     }

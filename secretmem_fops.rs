@@ -9,6 +9,7 @@
 //! Lock order: the inode lock, then the area's locks (`area.rs`).
 
 use crate::{
+    access,
     area::{
         CreateFlags,
         SecretArea,
@@ -48,8 +49,11 @@ use kernel::{
 };
 
 /// Creates a secret memory file for `flags` and installs it as a new descriptor.
+///
+/// Fails with `EINVAL` for unknown flags and `EPERM` for a mode the caller may not have.
 pub(crate) fn create_fd(flags: u32) -> Result<u32> {
     let flags = CreateFlags::parse(flags)?;
+    access::check_mode(flags.mode)?;
     let fd_flags = if flags.cloexec { O_CLOEXEC } else { 0 };
     let reservation = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
     let area = SecretArea::new(flags.mode)?;

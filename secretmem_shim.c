@@ -4,10 +4,14 @@
  * or C-only interface that the Rust kernel crate does not bind.
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -17,15 +21,31 @@
 #include <linux/secretmemfd_entry.h>
 #include <linux/smp.h>
 #include <linux/suspend.h>
+#include <linux/syscore_ops.h>
 #include <linux/uaccess.h>
 #include <asm/unistd.h>
 
+#include "include/uapi/linux/secretmemfd.h"
 #include "secretmem_shim.h"
 
 /* The system call number this module serves, or -1 when it serves none. */
 static int syscall_nr = -1;
 module_param(syscall_nr, int, 0444);
 MODULE_PARM_DESC(syscall_nr, "secretmemfd() system call number served, -1 if none");
+
+#ifdef CONFIG_FAULT_INJECTION
+/* Fault injection for tests: fail the module init at this point, 0 for none. */
+static int fail_init_at;
+module_param(fail_init_at, int, 0400);
+MODULE_PARM_DESC(fail_init_at,
+		 "fault injection: fail init at point 1 (after the PM guard) or 2 (after the syscall entry)");
+#endif
+
+/* A group whose members may create uncached secret memory, or -1. */
+static int uncached_gid = -1;
+module_param(uncached_gid, int, 0644);
+MODULE_PARM_DESC(uncached_gid,
+		 "group (initial user namespace) allowed SECRETMEM_UNCACHED besides CAP_SYS_RAWIO, -1 for none");
 
 struct file *secretmem_shim_file_create(const struct file_operations *fops,
 					const struct inode_operations *iops,
@@ -57,6 +77,60 @@ void secretmem_shim_inode_lock(struct inode *inode)
 void secretmem_shim_inode_unlock(struct inode *inode)
 {
 	inode_unlock(inode);
+}
+
+/* -ENOMEM if fail_init_at names @point, else 0. */
+int secretmem_shim_init_fault(int point)
+{
+#ifdef CONFIG_FAULT_INJECTION
+	if (point == fail_init_at) {
+		pr_info("injected init failure at point %d\n", point);
+		return -ENOMEM;
+	}
+#endif
+	return 0;
+}
+
+/*
+ * Opens the device node as the caller, for reading and writing: 0 if it opens
+ * and is the device @devt, -EACCES if it is another one, or the open's error.
+ */
+int secretmem_shim_may_open_device(dev_t devt)
+{
+	struct file *file = filp_open(SECRETMEM_DEVICE, O_RDWR, 0);
+	struct inode *inode;
+	int ret = 0;
+
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	inode = file_inode(file);
+	if (!S_ISCHR(inode->i_mode) || inode->i_rdev != devt)
+		ret = -EACCES;
+	fput(file);
+	return ret;
+}
+
+dev_t secretmem_shim_misc_devt(const struct miscdevice *misc)
+{
+	return misc->this_device->devt;
+}
+
+/* CAP_SYS_RAWIO in the initial user namespace, not audited. */
+bool secretmem_shim_capable_rawio(void)
+{
+	return capable_noaudit(CAP_SYS_RAWIO);
+}
+
+/* Whether the caller is in the group that uncached_gid names. */
+bool secretmem_shim_in_uncached_group(void)
+{
+	int gid = READ_ONCE(uncached_gid);
+	kgid_t kgid;
+
+	if (gid < 0)
+		return false;
+	kgid = make_kgid(&init_user_ns, gid);
+	return gid_valid(kgid) && in_group_p(kgid);
 }
 
 unsigned long secretmem_shim_page_to_pfn(struct page *page)
@@ -96,13 +170,10 @@ void secretmem_shim_put_user(struct user_struct *user)
 	free_uid(user);
 }
 
+/* The current task's RLIMIT_MEMLOCK in pages; no capability lifts it. */
 unsigned long secretmem_shim_memlock_limit_pages(void)
 {
-	unsigned long limit = rlimit(RLIMIT_MEMLOCK);
-
-	if (capable(CAP_IPC_LOCK) || limit == RLIM_INFINITY)
-		return ULONG_MAX;
-	return limit >> PAGE_SHIFT;
+	return rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 }
 
 /* Charges user->locked_vm as io_uring and perf do: no mmap lock needed. */
@@ -126,14 +197,23 @@ void secretmem_shim_uncharge_locked(struct user_struct *user,
 	atomic_long_sub(pages, &user->locked_vm);
 }
 
-static bool (*secretmem_hibernation_busy)(void);
+static int (*secretmem_pm_begin)(bool restore);
+static void (*secretmem_pm_end)(void);
+static int (*secretmem_pm_check_frozen)(void);
 
+/* Hands the start and the end of a hibernation or a restore to the module. */
 static int secretmem_pm_notify(struct notifier_block *nb, unsigned long action,
 			       void *data)
 {
-	if (action == PM_HIBERNATION_PREPARE && secretmem_hibernation_busy()) {
-		pr_info("secretmemfd: refusing hibernation while secret memory exists\n");
-		return notifier_from_errno(-EBUSY);
+	switch (action) {
+	case PM_HIBERNATION_PREPARE:
+		return notifier_from_errno(secretmem_pm_begin(false));
+	case PM_RESTORE_PREPARE:
+		return notifier_from_errno(secretmem_pm_begin(true));
+	case PM_POST_HIBERNATION:
+	case PM_POST_RESTORE:
+		secretmem_pm_end();
+		return NOTIFY_OK;
 	}
 	return NOTIFY_DONE;
 }
@@ -142,14 +222,38 @@ static struct notifier_block secretmem_pm_nb = {
 	.notifier_call = secretmem_pm_notify,
 };
 
-int secretmem_shim_pm_register(bool (*busy)(void))
+/* Runs once tasks are frozen, just before a hibernation image is made. */
+static int secretmem_syscore_suspend(void *data)
 {
-	secretmem_hibernation_busy = busy;
-	return register_pm_notifier(&secretmem_pm_nb);
+	return secretmem_pm_check_frozen();
+}
+
+static const struct syscore_ops secretmem_syscore_ops = {
+	.suspend = secretmem_syscore_suspend,
+};
+
+static struct syscore secretmem_syscore = {
+	.ops = &secretmem_syscore_ops,
+};
+
+int secretmem_shim_pm_register(int (*begin)(bool restore), void (*end)(void),
+			       int (*check_frozen)(void))
+{
+	int ret;
+
+	secretmem_pm_begin = begin;
+	secretmem_pm_end = end;
+	secretmem_pm_check_frozen = check_frozen;
+	ret = register_pm_notifier(&secretmem_pm_nb);
+	if (ret)
+		return ret;
+	register_syscore(&secretmem_syscore);
+	return 0;
 }
 
 void secretmem_shim_pm_unregister(void)
 {
+	unregister_syscore(&secretmem_syscore);
 	unregister_pm_notifier(&secretmem_pm_nb);
 }
 

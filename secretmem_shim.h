@@ -13,6 +13,7 @@ struct file;
 struct file_operations;
 struct inode;
 struct inode_operations;
+struct miscdevice;
 struct user_struct;
 
 struct file *secretmem_shim_file_create(const struct file_operations *fops,
@@ -20,6 +21,12 @@ struct file *secretmem_shim_file_create(const struct file_operations *fops,
 					void *file_priv, void *inode_priv);
 void secretmem_shim_inode_lock(struct inode *inode);
 void secretmem_shim_inode_unlock(struct inode *inode);
+
+int secretmem_shim_init_fault(int point);
+int secretmem_shim_may_open_device(dev_t devt);
+dev_t secretmem_shim_misc_devt(const struct miscdevice *misc);
+bool secretmem_shim_capable_rawio(void);
+bool secretmem_shim_in_uncached_group(void);
 
 unsigned long secretmem_shim_page_to_pfn(struct page *page);
 struct page *secretmem_shim_pfn_to_page(unsigned long pfn);
@@ -37,7 +44,8 @@ bool secretmem_shim_charge_locked(struct user_struct *user,
 void secretmem_shim_uncharge_locked(struct user_struct *user,
 				    unsigned long pages);
 
-int secretmem_shim_pm_register(bool (*busy)(void));
+int secretmem_shim_pm_register(int (*begin)(bool restore), void (*end)(void),
+			       int (*check_frozen)(void));
 void secretmem_shim_pm_unregister(void);
 
 int secretmem_shim_entry_register(long (*create)(unsigned int flags));

@@ -3,8 +3,8 @@
 //! Prototypes of `secretmem_shim.c` and of the kernel functions that the kernel crate does not
 //! bind (`asm/set_memory.h` and `asm/tlbflush.h` are not in its bindings).
 //!
-//! Only the thin wrappers in `direct_map.rs`, `memlock.rs`, `secretmem_fops.rs` and
-//! `secretmem.rs` call these.
+//! Only the thin wrappers in `access.rs`, `direct_map.rs`, `hibernation.rs`, `memlock.rs`,
+//! `secretmem_fops.rs` and `secretmem.rs` call these.
 
 use kernel::{
     bindings,
@@ -30,6 +30,12 @@ extern "C" {
     pub(crate) fn secretmem_shim_inode_lock(inode: *mut bindings::inode);
     pub(crate) fn secretmem_shim_inode_unlock(inode: *mut bindings::inode);
 
+    pub(crate) fn secretmem_shim_init_fault(point: c_int) -> c_int;
+    pub(crate) fn secretmem_shim_may_open_device(devt: bindings::dev_t) -> c_int;
+    pub(crate) fn secretmem_shim_misc_devt(misc: *const bindings::miscdevice) -> bindings::dev_t;
+    pub(crate) fn secretmem_shim_capable_rawio() -> bool;
+    pub(crate) fn secretmem_shim_in_uncached_group() -> bool;
+
     pub(crate) fn secretmem_shim_page_to_pfn(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn secretmem_shim_page_address(page: *mut bindings::page) -> c_ulong;
     #[cfg(CONFIG_KUNIT)]
@@ -52,7 +58,11 @@ extern "C" {
     ) -> bool;
     pub(crate) fn secretmem_shim_uncharge_locked(user: *mut bindings::user_struct, pages: c_ulong);
 
-    pub(crate) fn secretmem_shim_pm_register(busy: unsafe extern "C" fn() -> bool) -> c_int;
+    pub(crate) fn secretmem_shim_pm_register(
+        begin: unsafe extern "C" fn(restore: bool) -> c_int,
+        end: unsafe extern "C" fn(),
+        check_frozen: unsafe extern "C" fn() -> c_int,
+    ) -> c_int;
     pub(crate) fn secretmem_shim_pm_unregister();
 
     pub(crate) fn secretmem_shim_entry_register(

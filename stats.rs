@@ -2,6 +2,7 @@
 
 //! Global counters, shown in `/sys/kernel/debug/secretmemfd/stats`.
 
+use crate::hibernation::SLEEP_GUARD;
 use core::fmt;
 use kernel::{
     page::PAGE_SIZE,
@@ -13,8 +14,6 @@ use kernel::{
 
 /// Counters of what the module holds now and what it has done since it was loaded.
 pub(crate) struct Stats {
-    /// Secret memory files that exist now.
-    pub(crate) areas: Atomic<usize>,
     /// Secret pages that exist now (all out of the direct map).
     pub(crate) pages: Atomic<usize>,
     /// Page faults served.
@@ -29,7 +28,6 @@ pub(crate) struct Stats {
 
 /// The module's counters.
 pub(crate) static STATS: Stats = Stats {
-    areas: Atomic::new(0),
     pages: Atomic::new(0),
     faults: Atomic::new(0),
     direct_map_removals: Atomic::new(0),
@@ -44,7 +42,7 @@ impl fmt::Debug for StatsFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &STATS;
         let pages = s.pages.load(Relaxed);
-        writeln!(f, "areas: {}", s.areas.load(Relaxed))?;
+        writeln!(f, "areas: {}", SLEEP_GUARD.areas())?;
         writeln!(f, "pages: {}", pages)?;
         writeln!(f, "bytes: {}", pages * PAGE_SIZE)?;
         writeln!(f, "faults: {}", s.faults.load(Relaxed))?;

@@ -5,7 +5,10 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <linux/loop.h>
+#include <linux/suspend_ioctls.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -135,6 +138,143 @@ static void test_hibernation_refused_while_open(void)
 	write_file("/sys/power/pm_test", "none");
 }
 
+/*
+ * Opening /dev/snapshot for reading starts a hibernation
+ * (PM_HIBERNATION_PREPARE), for writing a restore (PM_RESTORE_PREPARE);
+ * closing it ends either. Neither may start while secret memory exists, and
+ * no secret memory may be created while either is in progress, through
+ * either entry, nor once tasks are frozen.
+ */
+static void test_no_secret_memory_during_hibernation(void)
+{
+	const int modes[] = { O_RDONLY, O_WRONLY };
+	int fd = secretmemfd(0), snap;
+
+	CHECK(fd >= 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_ERR(open("/dev/snapshot", modes[i] | O_CLOEXEC), EBUSY);
+	CHECK(close(fd) == 0);
+
+	for (int i = 0; i < 2; i++) {
+		snap = open("/dev/snapshot", modes[i] | O_CLOEXEC);
+		CHECK(snap >= 0);
+		CHECK_ERR(secretmemfd_ioctl(0), EBUSY);
+		CHECK_ERR(syscall(secretmemfd_syscall_nr(), 0), EBUSY);
+		if (modes[i] == O_RDONLY) {
+			/* Freezes every other task; this one goes on. */
+			CHECK(ioctl(snap, SNAPSHOT_FREEZE) == 0);
+			CHECK_ERR(secretmemfd_ioctl(0), EBUSY);
+			CHECK(ioctl(snap, SNAPSHOT_UNFREEZE) == 0);
+		}
+		CHECK(close(snap) == 0);
+		fd = secretmemfd(0);
+		CHECK(fd >= 0);
+		CHECK(close(fd) == 0);
+	}
+}
+
+#define UNCACHED_GID "/sys/module/secretmemfd/parameters/uncached_gid"
+#define GROUP 4242
+
+/* Becomes uid and gid 65534, with @group as the only supplementary group if >= 0. */
+static void become_nobody(int group)
+{
+	gid_t g = group;
+
+	CHECK(setgroups(group >= 0, &g) == 0);
+	CHECK(setresgid(65534, 65534, 65534) == 0);
+	CHECK(setresuid(65534, 65534, 65534) == 0);
+}
+
+/* Creates uncached memory through either entry as a user in @group: 0 or errno. */
+static void create_uncached(void *arg)
+{
+	int group = *(int *)arg, fd, err;
+
+	become_nobody(group);
+	fd = secretmemfd_ioctl(SECRETMEM_UNCACHED);
+	err = fd < 0 ? errno : 0;
+	close(fd);
+	fd = syscall(secretmemfd_syscall_nr(), SECRETMEM_UNCACHED);
+	CHECK((fd < 0 ? errno : 0) == err);
+	close(fd);
+	_exit(err);
+}
+
+/* Runs @fn(@arg) in a child and returns its exit status. */
+static int child_status(void (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (!pid) {
+		fn(arg);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_uncached_group_parameter(void)
+{
+	int in_group = GROUP, other = GROUP + 1;
+
+	write_file(UNCACHED_GID, "4242");
+	CHECK(child_status(create_uncached, &in_group) == 0);
+	CHECK(child_status(create_uncached, &other) == EPERM);
+	write_file(UNCACHED_GID, "-1");
+	CHECK(child_status(create_uncached, &in_group) == EPERM);
+}
+
+/* Root without CAP_SYS_RAWIO, CAP_IPC_LOCK kept: no uncached memory. */
+static void test_uncached_needs_cap_sys_rawio(void)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	int fd;
+
+	CHECK(syscall(SYS_capget, &hdr, data) == 0);
+	CHECK(data[0].effective & (1U << CAP_IPC_LOCK));
+	data[0].effective &= ~(1U << CAP_SYS_RAWIO);
+	CHECK(syscall(SYS_capset, &hdr, data) == 0);
+	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED), EPERM);
+	CHECK_ERR(syscall(secretmemfd_syscall_nr(), SECRETMEM_UNCACHED), EPERM);
+	fd = secretmemfd(SECRETMEM_EXCLUSIVE);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
+/* Creates exclusive memory through either entry as a user in @group: 0 or errno. */
+static void create_exclusive(void *arg)
+{
+	int group = *(int *)arg, fd, err;
+
+	become_nobody(group);
+	fd = syscall(secretmemfd_syscall_nr(), SECRETMEM_EXCLUSIVE);
+	err = fd < 0 ? errno : 0;
+	close(fd);
+	fd = secretmemfd_ioctl(SECRETMEM_EXCLUSIVE);
+	CHECK((fd < 0 ? errno : 0) == err);
+	close(fd);
+	_exit(err);
+}
+
+/* The system call obeys the device node's permissions, as the ioctl does. */
+static void test_syscall_obeys_device_access(void)
+{
+	int none = -1, in_group = GROUP;
+
+	CHECK(child_status(create_exclusive, &none) == 0);
+	CHECK(chmod(SECRETMEM_DEVICE, 0600) == 0);
+	CHECK(child_status(create_exclusive, &none) == EACCES);
+	CHECK(chown(SECRETMEM_DEVICE, 0, GROUP) == 0 && chmod(SECRETMEM_DEVICE, 0660) == 0);
+	CHECK(child_status(create_exclusive, &in_group) == 0);
+	CHECK(child_status(create_exclusive, &none) == EACCES);
+	CHECK(chown(SECRETMEM_DEVICE, 0, 0) == 0 && chmod(SECRETMEM_DEVICE, 0666) == 0);
+	CHECK(child_status(create_exclusive, &none) == 0);
+}
+
 /* A loop device over a file in /tmp: a block device that O_DIRECT pins pages for. */
 static int loop_device(char *path, size_t len, int *backing)
 {
@@ -248,13 +388,104 @@ static void test_unload_unregisters_entry(void)
 	close(fd);
 }
 
+struct race {
+	volatile int stop;
+	volatile int opened;	/* descriptors of /dev/secretmem */
+	volatile int created;	/* secret memory files, through either entry */
+	volatile long tries;
+};
+
+/* Tries both entries until told to stop, counting what it got. */
+static void race_entries(struct race *r)
+{
+	while (!r->stop) {
+		int fd = syscall(473, 0), dev;
+
+		if (fd >= 0) {
+			__atomic_add_fetch(&r->created, 1, __ATOMIC_RELAXED);
+			close(fd);
+		}
+		dev = open(SECRETMEM_DEVICE, O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			__atomic_add_fetch(&r->opened, 1, __ATOMIC_RELAXED);
+			fd = ioctl(dev, SECRETMEM_CREATE, 0);
+			if (fd >= 0) {
+				__atomic_add_fetch(&r->created, 1, __ATOMIC_RELAXED);
+				close(fd);
+			}
+			close(dev);
+		}
+		r->tries++;
+	}
+}
+
+static int load_module(const char *ko, const char *params)
+{
+	int fd = open(ko, O_RDONLY | O_CLOEXEC), ret;
+
+	CHECK(fd >= 0);
+	ret = syscall(__NR_finit_module, fd, params, 0);
+	close(fd);
+	return ret;
+}
+
+/*
+ * An init that fails after a registration (fault points 1 and 2) must leave
+ * no way in: while another process hammers both entries, it never gets a
+ * device descriptor or a secret memory file, whose operations would outlive
+ * the module text. Afterwards nothing is registered and hibernation (which
+ * walks the PM notifier chain) still works.
+ */
+static void test_failed_init_leaves_nothing(void)
+{
+	const char *ko = getenv("SECRETMEM_KO");
+	struct race *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int status, fd;
+	pid_t pid;
+
+	CHECK(ko && r != MAP_FAILED);
+	CHECK(syscall(__NR_delete_module, "secretmemfd", O_NONBLOCK) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		race_entries(r);
+		_exit(0);
+	}
+	for (int round = 0; round < 3; round++) {
+		CHECK_ERR(load_module(ko, "fail_init_at=1"), ENOMEM);
+		CHECK_ERR(load_module(ko, "fail_init_at=2"), ENOMEM);
+	}
+	r->stop = 1;
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status));
+	fprintf(stderr, "  %ld tries, %d opened, %d created\n", r->tries, r->opened, r->created);
+	CHECK(r->tries > 0);
+	CHECK(r->opened == 0 && r->created == 0);
+	CHECK_ERR(syscall(473, 0), ENOSYS);
+	CHECK_ERR(open(SECRETMEM_DEVICE, O_RDWR), ENOENT);
+	CHECK(access("/sys/module/secretmemfd", F_OK) == -1);
+	write_file("/sys/power/pm_test", "freezer");
+	CHECK(try_hibernate() == 0);
+	write_file("/sys/power/pm_test", "none");
+
+	CHECK(load_module(ko, "") == 0);
+	fd = secretmemfd(0);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
 static const struct test tests[] = {
 	{ "stats_follow_pages", test_stats_follow_pages },
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
 	{ "core_dump_excludes_secret", test_core_dump_excludes_secret },
 	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
+	{ "no_secret_memory_during_hibernation", test_no_secret_memory_during_hibernation },
+	{ "uncached_group_parameter", test_uncached_group_parameter },
+	{ "uncached_needs_cap_sys_rawio", test_uncached_needs_cap_sys_rawio },
+	{ "syscall_obeys_device_access", test_syscall_obeys_device_access },
 	{ "o_direct_refused", test_o_direct_refused },
 	{ "memcg_charged", test_memcg_charged },
+	{ "failed_init_leaves_nothing", test_failed_init_leaves_nothing },
 	{ "unload_unregisters_entry", test_unload_unregisters_entry },
 };
 

@@ -9,13 +9,19 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/io_uring.h>
+#include <linux/magic.h>
+#include <linux/userfaultfd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -30,6 +36,15 @@ static void drop_privileges(void)
 	}
 }
 
+/* Reads counter @key from this process's fdinfo of @fd. */
+static long fdinfo_value(int fd, const char *key)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	return key_value(path, key);
+}
+
 static void test_create_flags(void)
 {
 	int fd = secretmemfd_ioctl(SECRETMEM_EXCLUSIVE);
@@ -37,7 +52,7 @@ static void test_create_flags(void)
 	CHECK(fd >= 0);
 	CHECK(!(fcntl(fd, F_GETFD) & FD_CLOEXEC));
 	close(fd);
-	fd = secretmemfd_ioctl(SECRETMEM_UNCACHED | O_CLOEXEC);
+	fd = secretmemfd_ioctl(SECRETMEM_EXCLUSIVE | O_CLOEXEC);
 	CHECK(fd >= 0);
 	CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	close(fd);
@@ -59,6 +74,48 @@ static void test_syscall_entry(void)
 	CHECK_ERR(syscall(nr, 0x4), EINVAL);
 }
 
+/*
+ * Uncached memory needs CAP_SYS_RAWIO (root here) or the uncached_gid group,
+ * through either entry; without them EPERM.
+ */
+static void test_uncached_needs_privilege(void)
+{
+	long nr = secretmemfd_syscall_nr();
+	int fd;
+
+	if (geteuid() == 0) {
+		fd = secretmemfd_ioctl(SECRETMEM_UNCACHED);
+		CHECK(fd >= 0);
+		close(fd);
+		fd = syscall(nr, SECRETMEM_UNCACHED);
+		CHECK(fd >= 0);
+		close(fd);
+		drop_privileges();
+	}
+	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED), EPERM);
+	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED | O_CLOEXEC), EPERM);
+	CHECK_ERR(syscall(nr, SECRETMEM_UNCACHED), EPERM);
+	fd = syscall(nr, SECRETMEM_EXCLUSIVE);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
+/* Creating through the device needs it open for writing, as the system call does. */
+static void test_device_opened_read_only_refused(void)
+{
+	int dev = open(SECRETMEM_DEVICE, O_RDONLY | O_CLOEXEC), fd;
+
+	CHECK(dev >= 0);
+	CHECK_ERR(ioctl(dev, SECRETMEM_CREATE, 0), EBADF);
+	close(dev);
+	dev = open(SECRETMEM_DEVICE, O_WRONLY | O_CLOEXEC);
+	CHECK(dev >= 0);
+	fd = ioctl(dev, SECRETMEM_CREATE, 0);
+	CHECK(fd >= 0);
+	close(fd);
+	close(dev);
+}
+
 static void test_size_once_and_fstat(void)
 {
 	struct stat st;
@@ -73,6 +130,49 @@ static void test_size_once_and_fstat(void)
 	CHECK_ERR(ftruncate(fd, ps), EINVAL);
 	CHECK_ERR(ftruncate(fd, 3 * ps), EINVAL);
 	CHECK(fstat(fd, &st) == 0 && st.st_size == 3 * ps);
+}
+
+/*
+ * Sizes follow memfd_secret(2): anything up to MAX_LFS_FILESIZE (LLONG_MAX),
+ * RLIMIT_FSIZE applies (EFBIG), negative sizes are EINVAL.
+ */
+static void test_size_limits(void)
+{
+	const off_t sizes[] = { 4LL << 30, LLONG_MAX };
+	struct rlimit fsize = { 1 << 20, 1 << 20 };
+	struct stat st;
+	int fd;
+	char *p;
+
+	for (int i = 0; i < 2; i++) {
+		/* The mm maps no page whose end would pass MAX_LFS_FILESIZE. */
+		off_t last = (sizes[i] - ps) & ~(off_t)(ps - 1);
+
+		fd = secretmemfd(0);
+		CHECK(fd >= 0);
+		CHECK(ftruncate(fd, sizes[i]) == 0);
+		CHECK(fstat(fd, &st) == 0 && st.st_size == sizes[i]);
+		p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, last);
+		CHECK(p != MAP_FAILED);
+		CHECK(child_signal(touch, p) == 0);
+		CHECK(fdinfo_value(fd, "secretmem-pages") == 1);
+		CHECK(munmap(p, ps) == 0 && close(fd) == 0);
+	}
+	/* Past 4 GiB: the page after the last one faults. */
+	fd = secretmemfd(0);
+	CHECK(fd >= 0 && ftruncate(fd, 4LL << 30) == 0);
+	p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 4LL << 30);
+	CHECK(p != MAP_FAILED);
+	CHECK(child_signal(touch, p) == SIGBUS);
+	close(fd);
+
+	fd = secretmemfd(0);
+	CHECK(fd >= 0);
+	CHECK_ERR(ftruncate(fd, -1), EINVAL);
+	CHECK(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	CHECK(setrlimit(RLIMIT_FSIZE, &fsize) == 0);
+	CHECK_ERR(ftruncate(fd, 2 << 20), EFBIG);
+	CHECK(ftruncate(fd, 1 << 20) == 0);
 }
 
 static void test_read_write_splice_refused(void)
@@ -259,6 +359,52 @@ static void test_io_uring_register_refused(void)
 	CHECK_ERR(syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1), EFAULT);
 }
 
+/* In a child: takes descriptor @arg of the parent with pidfd_getfd() and reads it. */
+static void take_and_read(void *arg)
+{
+	int pidfd = syscall(SYS_pidfd_open, getppid(), 0), fd;
+	char *p;
+
+	CHECK(pidfd >= 0);
+	fd = syscall(SYS_pidfd_getfd, pidfd, *(int *)arg, 0);
+	if (fd < 0)
+		_exit(errno);
+	p = mmap(NULL, ps, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	_exit(strcmp(p, SECRET) ? 255 : 0);
+}
+
+/* Runs @fn(@arg) in a child and returns its exit status. */
+static int child_exit(void (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (!pid) {
+		fn(arg);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * What the threat model says: a process that may ptrace the owner takes the
+ * descriptor and reads the secret; PR_SET_DUMPABLE 0 leaves that to
+ * CAP_SYS_PTRACE (root here).
+ */
+static void test_pidfd_getfd_takes_the_descriptor(void)
+{
+	int fd;
+	char *p = secret_map(&fd, 0, 1);
+
+	strcpy(p, SECRET);
+	CHECK(child_exit(take_and_read, &fd) == 0);
+	CHECK(prctl(PR_SET_DUMPABLE, 0) == 0);
+	CHECK(child_exit(take_and_read, &fd) == (geteuid() == 0 ? 0 : EPERM));
+}
+
 static void test_proc_fd_reopen_refused(void)
 {
 	int fd = secretmemfd(0);
@@ -270,20 +416,13 @@ static void test_proc_fd_reopen_refused(void)
 	CHECK_ERR(open(path, O_RDONLY), ENXIO);
 }
 
-/* Reads counter @key from this process's fdinfo of @fd. */
-static long fdinfo_value(int fd, const char *key)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	return key_value(path, key);
-}
-
 static void test_fdinfo(void)
 {
+	/* Uncached needs CAP_SYS_RAWIO, which root has here. */
+	bool root = geteuid() == 0, found = false;
 	int fd;
-	char *p = secret_map(&fd, SECRETMEM_UNCACHED, 2), path[64], line[256];
-	bool uncached = false;
+	char *p = secret_map(&fd, root ? SECRETMEM_UNCACHED : 0, 2), path[64], line[256];
+	const char *want = root ? "secretmem-mode:\tuncached\n" : "secretmem-mode:\texclusive\n";
 	FILE *f;
 
 	CHECK(fdinfo_value(fd, "secretmem-size") == 2 * ps);
@@ -294,8 +433,8 @@ static void test_fdinfo(void)
 	f = fopen(path, "re");
 	CHECK(f);
 	while (fgets(line, sizeof(line), f))
-		uncached |= !strcmp(line, "secretmem-mode:\tuncached\n");
-	CHECK(uncached);
+		found |= !strcmp(line, want);
+	CHECK(found);
 }
 
 static void test_memlock_limit_and_refund(void)
@@ -319,10 +458,226 @@ static void test_memlock_limit_and_refund(void)
 	CHECK(child_signal(touch, p + ps) == 0);
 }
 
+/* Lowers this process's locked-memory limit to one page, then touches @addr. */
+static void touch_with_one_page_limit(void *addr)
+{
+	struct rlimit lim = { ps, ps };
+
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	touch(addr);
+}
+
+/*
+ * Pages are charged to the creator's user against the limit of the task that
+ * touches them, as it is at that time; CAP_IPC_LOCK (root) does not lift it.
+ */
+static void test_memlock_limit_at_fault_time(void)
+{
+	struct rlimit lim = { 4 * ps, 4 * ps };
+	int fd;
+	char *p;
+
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	p = secret_map(&fd, 0, 4);
+	CHECK(child_signal(touch, p) == 0);
+	/* A toucher with a lower limit than the creator's: its own limit counts. */
+	CHECK(child_signal(touch_with_one_page_limit, p + ps) == SIGBUS);
+	CHECK(child_signal(touch, p + ps) == 0);
+	/* Lowering the limit after creation stops new pages, even for root. */
+	lim.rlim_cur = lim.rlim_max = 2 * ps;
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	CHECK(child_signal(touch, p + 2 * ps) == SIGBUS);
+	CHECK(fdinfo_value(fd, "secretmem-pages") == 2);
+	/* Pages that exist stay usable. */
+	CHECK(child_signal(touch_with_one_page_limit, p) == 0);
+	CHECK(munmap(p, 4 * ps) == 0 && close(fd) == 0);
+	/* Both pages were refunded to the creator's user. */
+	p = secret_map(&fd, 0, 2);
+	CHECK(child_signal(touch, p) == 0);
+	CHECK(child_signal(touch, p + ps) == 0);
+}
+
+/*
+ * Differences from memfd_secret(2), as in the table of secretmem-abi.rst.
+ * Each pins our behaviour and, where the kernel has memfd_secret(2), its
+ * behaviour, so the table stays true.
+ */
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+
+/* @pages pages of memfd_secret(2), mapped shared, or NULL without it. */
+static char *memfd_secret_map(int *fdp, long pages)
+{
+	int fd = syscall(SYS_memfd_secret, O_CLOEXEC);
+	char *p;
+
+	if (fd < 0 && errno == ENOSYS)
+		return NULL;
+	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, pages * ps) == 0);
+	p = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	*fdp = fd;
+	return p;
+}
+
+/* madvise: 0 or errno for each advice on @p. */
+static void check_madvise(char *p, int want)
+{
+	const int advice[] = { MADV_DONTNEED, MADV_DODUMP, MADV_DOFORK };
+
+	for (int i = 0; i < 3; i++) {
+		errno = 0;
+		CHECK((madvise(p, ps, advice[i]) ? errno : 0) == want);
+	}
+}
+
+static void test_differs_madvise(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* VM_PFNMAP refuses zapping, VM_IO refuses dumping and copying. */
+	check_madvise(p, EINVAL);
+	CHECK(madvise(p, ps, MADV_DONTFORK) == 0);
+	if (m)
+		check_madvise(m, 0);
+}
+
+static void test_differs_mremap(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* VM_DONTEXPAND | VM_PFNMAP: no growth, no duplication. */
+	CHECK(mremap(p, ps, 2 * ps, MREMAP_MAYMOVE) == MAP_FAILED && errno == EFAULT);
+	CHECK(mremap(p, 0, ps, MREMAP_MAYMOVE) == MAP_FAILED && errno == EFAULT);
+	if (m) {
+		CHECK(mremap(m, 0, ps, MREMAP_MAYMOVE) != MAP_FAILED);
+		CHECK(mremap(m, ps, 2 * ps, MREMAP_MAYMOVE) != MAP_FAILED);
+	}
+}
+
+static void test_differs_mlock(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* The core skips VM_PFNMAP; memfd_secret's populate fails in GUP. */
+	CHECK(mlock(p, ps) == 0);
+	CHECK(munlock(p, ps) == 0);
+	if (m)
+		CHECK_ERR(mlock(m, ps), ENOMEM);
+}
+
+/* VmRSS, RssFile and VmLck of this process, in kB. */
+static void rss(long *vmrss, long *rssfile, long *vmlck)
+{
+	*vmrss = key_value("/proc/self/status", "VmRSS");
+	*rssfile = key_value("/proc/self/status", "RssFile");
+	*vmlck = key_value("/proc/self/status", "VmLck");
+}
+
+static void test_differs_rss(void)
+{
+	const long pages = 256, kb = pages * ps / 1024;
+	long rss0, file0, lck0, rss1, file1, lck1;
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, pages), *m = memfd_secret_map(&mfd, pages);
+
+	/* Special PFN entries count nowhere: the OOM killer does not see them. */
+	rss(&rss0, &file0, &lck0);
+	for (long i = 0; i < pages; i++)
+		p[i * ps] = 1;
+	CHECK(mlock(p, pages * ps) == 0);
+	rss(&rss1, &file1, &lck1);
+	CHECK(rss1 - rss0 < kb / 4 && file1 == file0 && lck1 == lck0);
+	if (m) {
+		for (long i = 0; i < pages; i++)
+			m[i * ps] = 1;
+		rss(&rss0, &file0, &lck0);
+		CHECK(rss0 - rss1 >= kb && file0 - file1 >= kb && lck0 == lck1);
+	}
+}
+
+/* The /proc/self/maps line of the mapping at @p. */
+static void maps_line(void *p, char *line, size_t len)
+{
+	char start[32];
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	CHECK(f);
+	snprintf(start, sizeof(start), "%lx-", (unsigned long)p);
+	while (fgets(line, len, f))
+		if (!strncmp(line, start, strlen(start))) {
+			fclose(f);
+			return;
+		}
+	CHECK(!"mapping not in /proc/self/maps");
+}
+
+static void test_differs_maps_name(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1), line[512];
+
+	maps_line(p, line, sizeof(line));
+	CHECK(strstr(line, " anon_inode:[secretmem]\n"));
+	if (m) {
+		maps_line(m, line, sizeof(line));
+		CHECK(strstr(line, " /secretmem (deleted)\n"));
+	}
+}
+
+static void test_differs_statfs(void)
+{
+	struct statfs st;
+	int fd = secretmemfd(0), mfd = syscall(SYS_memfd_secret, O_CLOEXEC);
+
+	CHECK(fd >= 0 && fstatfs(fd, &st) == 0 && st.f_type == ANON_INODE_FS_MAGIC);
+	if (mfd >= 0)
+		CHECK(fstatfs(mfd, &st) == 0 && st.f_type == SECRETMEM_MAGIC);
+}
+
+/* UFFDIO_REGISTER of @p in @mode on a WP_ASYNC userfaultfd: 0 or errno. */
+static int uffd_register(void *p, __u64 mode)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
+	struct uffdio_register reg = {
+		.range = { .start = (unsigned long)p, .len = ps },
+		.mode = mode,
+	};
+	int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY), ret;
+
+	CHECK(uffd >= 0);
+	CHECK(ioctl(uffd, UFFDIO_API, &api) == 0);
+	ret = ioctl(uffd, UFFDIO_REGISTER, &reg) ? errno : 0;
+	close(uffd);
+	return ret;
+}
+
+static void test_differs_userfaultfd_wp_async(void)
+{
+	int fd, mfd;
+	char *p = secret_map(&fd, 0, 1), *m = memfd_secret_map(&mfd, 1);
+
+	/* userfaultfd refuses VM_SPECIAL mappings in every mode. */
+	CHECK(uffd_register(p, UFFDIO_REGISTER_MODE_WP) == EINVAL);
+	CHECK(uffd_register(p, UFFDIO_REGISTER_MODE_MISSING) == EINVAL);
+	if (m) {
+		CHECK(uffd_register(m, UFFDIO_REGISTER_MODE_WP) == 0);
+		CHECK(uffd_register(m, UFFDIO_REGISTER_MODE_MISSING) == EINVAL);
+	}
+}
+
 static const struct test tests[] = {
 	{ "create_flags", test_create_flags },
 	{ "syscall_entry", test_syscall_entry },
+	{ "uncached_needs_privilege", test_uncached_needs_privilege },
+	{ "device_opened_read_only_refused", test_device_opened_read_only_refused },
 	{ "size_once_and_fstat", test_size_once_and_fstat },
+	{ "size_limits", test_size_limits },
 	{ "read_write_splice_refused", test_read_write_splice_refused },
 	{ "mmap_rules", test_mmap_rules },
 	{ "fresh_zero_and_read_back", test_fresh_zero_and_read_back },
@@ -334,8 +689,17 @@ static const struct test tests[] = {
 	{ "vmsplice_refused", test_vmsplice_refused },
 	{ "io_uring_register_refused", test_io_uring_register_refused },
 	{ "proc_fd_reopen_refused", test_proc_fd_reopen_refused },
+	{ "pidfd_getfd_takes_the_descriptor", test_pidfd_getfd_takes_the_descriptor },
 	{ "fdinfo", test_fdinfo },
 	{ "memlock_limit_and_refund", test_memlock_limit_and_refund },
+	{ "memlock_limit_at_fault_time", test_memlock_limit_at_fault_time },
+	{ "differs_madvise", test_differs_madvise },
+	{ "differs_mremap", test_differs_mremap },
+	{ "differs_mlock", test_differs_mlock },
+	{ "differs_rss", test_differs_rss },
+	{ "differs_maps_name", test_differs_maps_name },
+	{ "differs_statfs", test_differs_statfs },
+	{ "differs_userfaultfd_wp_async", test_differs_userfaultfd_wp_async },
 };
 
 int main(int argc, char **argv)

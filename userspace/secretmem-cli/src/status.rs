@@ -78,7 +78,7 @@ fn memlock() -> String {
         "unlimited".to_string()
     } else {
         format!(
-            "RLIMIT_MEMLOCK {} bytes (root with CAP_IPC_LOCK is not limited)",
+            "RLIMIT_MEMLOCK {} bytes (for root too: CAP_IPC_LOCK does not lift it)",
             lim.rlim_cur
         )
     }

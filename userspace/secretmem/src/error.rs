@@ -52,11 +52,15 @@ impl fmt::Display for Error {
                 "no secret memory on this kernel: load the secretmemfd module, or boot a kernel \
                  with memfd_secret(2) (CONFIG_SECRETMEM=y, secretmem.enable=1)"
             ),
-            Error::InvalidSize(len) => write!(f, "invalid secret memory size {len}: must be 1 byte to 2 GiB"),
+            Error::InvalidSize(len) => write!(
+                f,
+                "invalid secret memory size {len}: must be 1 byte to 2^63 - 1 bytes in whole pages"
+            ),
             Error::MemlockLimit { needed, limit } => write!(
                 f,
                 "secret memory needs {needed} bytes of locked memory but RLIMIT_MEMLOCK is {limit}: \
-                 raise it (ulimit -l, or memlock in /etc/security/limits.conf) or grant CAP_IPC_LOCK"
+                 raise it (ulimit -l, or memlock in /etc/security/limits.conf); CAP_IPC_LOCK does not \
+                 lift it"
             ),
             Error::Os { what, source } => write!(f, "{what}: {source}"),
         }

@@ -1,5 +1,7 @@
-//! Secret memory for Rust programs: bytes that other processes, ptrace, `/proc/PID/mem`,
-//! core dumps, swap, hibernation and even the kernel's own direct map cannot read.
+//! Secret memory for Rust programs: bytes that ptrace peeks, `/proc/PID/mem`, other processes'
+//! reads, core dumps, swap, hibernation and even the kernel's own direct map cannot reach. A
+//! process that may ptrace the owner can still take the descriptor with `pidfd_getfd()`: see the
+//! module's `Documentation/threat-model.rst`.
 //!
 //! The memory comes from the `secretmemfd` kernel module (`/dev/secretmem` or its
 //! `secretmemfd()` system call), or, on kernels without the module, from mainline
@@ -41,7 +43,8 @@ pub enum Mode {
     #[default]
     Exclusive,
     /// Out of the direct map and mapped uncached: slower, but keeps the bytes out of CPU caches.
-    /// Only the module offers it.
+    /// Only the module offers it, to callers with `CAP_SYS_RAWIO` or in the group its
+    /// `uncached_gid` parameter names (otherwise `EPERM`).
     Uncached,
 }
 
@@ -134,7 +137,7 @@ impl Options {
         Self::default()
     }
 
-    /// Chooses the mode. [`Mode::Uncached`] needs the module.
+    /// Chooses the mode. [`Mode::Uncached`] needs the module and a privilege (see [`Mode`]).
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
@@ -179,15 +182,23 @@ unsafe impl Send for SecretMem {}
 // SAFETY: Shared references only read the mapping.
 unsafe impl Sync for SecretMem {}
 
+/// The largest file size of both backends: `MAX_LFS_FILESIZE`, `i64::MAX` on 64-bit.
+const MAX_SIZE: usize = i64::MAX as usize;
+
 /// Checks that `len` bytes can be locked, so that no page raises `SIGBUS` when touched.
-fn check_size(len: usize, page: usize, limit: Option<u64>, cap_ipc_lock: bool) -> Result<usize> {
-    // Sizes past 2 GiB - 1 fail in the kernel (EFBIG): refuse them here with a clear error.
-    if len == 0 || len > i32::MAX as usize {
-        return Err(Error::InvalidSize(len));
-    }
-    let map_len = len.div_ceil(page) * page;
+///
+/// As in the kernel, for the module and for `memfd_secret(2)` alike, `CAP_IPC_LOCK` does not lift
+/// the limit.
+fn check_size(len: usize, page: usize, limit: Option<u64>) -> Result<usize> {
+    // The file is sized to whole pages, and file sizes stop at i64::MAX (MAX_LFS_FILESIZE) for
+    // the module and memfd_secret(2) alike: refuse larger ones here with a clear error.
+    let map_len = len
+        .div_ceil(page)
+        .checked_mul(page)
+        .filter(|&map_len| len != 0 && map_len <= MAX_SIZE)
+        .ok_or(Error::InvalidSize(len))?;
     if let Some(limit) = limit {
-        if !cap_ipc_lock && map_len as u64 > limit {
+        if map_len as u64 > limit {
             return Err(Error::MemlockLimit {
                 needed: map_len as u64,
                 limit,
@@ -205,12 +216,7 @@ impl SecretMem {
 
     /// `len` bytes of memory as `options` say, zeroed.
     pub fn with_options(len: usize, options: &Options) -> Result<Self> {
-        let map_len = check_size(
-            len,
-            sys::page_size(),
-            sys::memlock_limit(),
-            sys::has_cap_ipc_lock(),
-        )?;
+        let map_len = check_size(len, sys::page_size(), sys::memlock_limit())?;
         let (fd, backend) = match secretmemfd_from(options.mode, options.device) {
             Err(Error::ModuleNotLoaded) => Self::fallback(options)?,
             found => found.map(|(fd, backend)| (Some(fd), backend))?,
