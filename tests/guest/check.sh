@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs inside the guest once init.sh has loaded the module: the C suites as
 # root and as an unprivileged user, the root-only suite, the KVM suite, the
-# Rust crate's guest tests, the demo and the VM demo, then a clean unload and
-# a kmemleak scan. Results go to $SECRETMEM_GUEST_OUT.
+# Rust crate's guest tests, the demo and the VM demo, fault injection, the
+# storm, the random-operation tester and memory pressure, then a clean unload
+# and a kmemleak scan. Results go to $SECRETMEM_GUEST_OUT.
 set -u
 out=$SECRETMEM_GUEST_OUT
 bin=$(cd "$(dirname "$0")/../userspace" && pwd)
@@ -21,6 +22,22 @@ setpriv --reuid=65534 --regid=65534 --clear-groups \
 "$(dirname "$crate")/secretmem" demo >"$out/demo.txt" 2>&1 || rc=1
 # So is the VM demo: guests with their RAM in ordinary and in secret memory.
 "$(dirname "$crate")/secretmem" vm >"$out/vm.txt" 2>&1 || rc=1
+
+# Robustness: failed allocations, a storm with unloads, random operations,
+# memory pressure. The storm may unload and reload the module; it leaves it
+# loaded. Each one's TAP goes to NAME.tap and its duration to durations.txt.
+timed() {
+	local name=$1 start=$SECONDS
+	shift
+	"$@" >"$out/$name.tap" 2>&1 || rc=1
+	echo "$name $((SECONDS - start))" >>"$out/durations.txt"
+}
+fuzz=$(dirname "$crate")/secretmem-fuzz
+timed fault-inject "$bin/fault_inject_test"
+timed storm "$bin/storm_test" 20
+timed fuzz-root "$fuzz" --seconds 20
+timed fuzz-user setpriv --reuid=65534 --regid=65534 --clear-groups "$fuzz" --seconds 10
+timed pressure "$bin/pressure_test"
 
 # After the last user, the module must unload with the direct map restored.
 if ! rmmod secretmemfd >"$out/rmmod.txt" 2>&1; then
