@@ -1,206 +1,326 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Pages that the kernel direct map does not cover, and the source that hands them out.
+//! Pages that the kernel direct map does not cover: single pages and 2 MiB blocks.
 //!
-//! This is the only file that changes the direct map. A [`SecretPage`] is out of the direct map
-//! for as long as it exists; dropping it puts the page back, zeroes it and frees it, so a page
-//! that is out of the direct map can never reach the page allocator.
+//! This is the only file that changes the direct map. A [`SecretPages`] is out of the direct map
+//! for as long as it exists; dropping it puts the pages back, zeroes them and frees them, so a
+//! page that is out of the direct map can never reach the page allocator.
+//!
+//! A 2 MiB block leaves the direct map with one change and one TLB flush: x86 changes a whole,
+//! aligned 2 MiB direct-map entry in place, so blocks never split the direct map either.
 
 use crate::{
     shim,
     stats::STATS, //
 };
-use core::mem::ManuallyDrop;
+use core::{
+    marker::PhantomData,
+    ptr::NonNull, //
+};
 use kernel::{
-    alloc::flags::{
-        __GFP_ZERO,         //
-        GFP_KERNEL_ACCOUNT, //
+    bindings,
+    ffi::{
+        c_int,
+        c_uint,
+        c_ulong,
+        c_void, //
     },
-    error::to_result,
-    ffi::c_ulong,
-    page::{
-        Page,
-        PAGE_SIZE, //
-    },
+    page::PAGE_SIZE,
     prelude::*,
     sync::atomic::Relaxed,
-    task::might_sleep, //
+    task::might_sleep,
+    types::ForeignOwnable, //
 };
 
-/// How the user page table maps a secret page.
+/// How user space maps secret pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CacheMode {
     /// Write-back, as ordinary memory.
     Cached,
-    /// Uncached: the page's memory type is switched to UC- before it leaves the direct map.
+    /// Uncached: the pages' memory type is switched to UC- before they leave the direct map.
     Uncached,
 }
 
-/// A page that is out of the kernel direct map.
+/// The order of a block: 512 pages, 2 MiB, one direct-map entry on x86.
+pub(crate) const BLOCK_ORDER: u32 = 9;
+/// The number of pages in a block.
+pub(crate) const BLOCK_PAGES: usize = 1 << BLOCK_ORDER;
+
+/// `2^ORDER` contiguous pages that are out of the kernel direct map.
 ///
 /// # Invariants
 ///
-/// - `page` is not present in the direct map and no CPU's TLB holds a direct-map entry for it.
-/// - If `mode` is [`CacheMode::Uncached`], the page's memory type is UC-.
-/// - `page` is only given up by `restore_page`, after it is back in the direct map.
+/// - `page` is the first of `2^ORDER` contiguous pages that were allocated together with
+///   `alloc_pages(.., ORDER)` and are owned by this value.
+/// - None of them is present in the direct map, and no CPU's TLB holds a direct-map entry for
+///   them.
+/// - If `mode` is [`CacheMode::Uncached`], their memory type is UC-.
 ///
 /// # Dropping
 ///
-/// Dropping a `SecretPage` restores, zeroes and frees the page, so no page table may map it any
-/// more by then. Its owners see to that: an area's pages drop with the area, after the file is
-/// released and every VMA, each holding a reference on the file, is gone; a page that the fault
-/// path did not publish was never mapped.
-pub(crate) struct SecretPage {
-    page: ManuallyDrop<Page>,
+/// Dropping a `SecretPages` restores, zeroes and frees the pages, so no page table may map them
+/// any more by then. Their owners see to that: an area's pages drop with the area, after the
+/// file is released and every VMA, each holding a reference on the file, is gone; pages that the
+/// fault path did not publish were never mapped.
+pub(crate) struct SecretPages<const ORDER: u32> {
+    page: NonNull<bindings::page>,
     mode: CacheMode,
 }
 
-impl SecretPage {
-    /// Removes `page` from the direct map, after switching its memory type for `mode`.
+/// One secret page, for areas and chunks that cannot take a block.
+pub(crate) type SecretPage = SecretPages<0>;
+/// A 2 MiB block of secret pages.
+pub(crate) type SecretBlock = SecretPages<BLOCK_ORDER>;
+
+// SAFETY: The pages are owned by the value and are not touched through it; they can be given
+// back from any thread.
+unsafe impl<const ORDER: u32> Send for SecretPages<ORDER> {}
+// SAFETY: `&self` methods only read the page frame number.
+unsafe impl<const ORDER: u32> Sync for SecretPages<ORDER> {}
+
+impl<const ORDER: u32> SecretPages<ORDER> {
+    /// The number of pages.
+    pub(crate) const PAGES: usize = 1 << ORDER;
+
+    /// Allocates zeroed pages, charged to the caller's memory cgroup, and takes them out of the
+    /// direct map.
     ///
-    /// Runs in process context and may sleep. On failure the page is back in the state it came
-    /// in and is freed, or, if its memory type cannot be set back to write-back, leaked.
-    pub(crate) fn remove_from_direct_map(page: Page, mode: CacheMode) -> Result<Self> {
+    /// A block is allocated with no retries and no warning: its callers fall back to single
+    /// pages. Fails with `ENOMEM` when no pages can be had.
+    pub(crate) fn take(mode: CacheMode) -> Result<Self> {
+        // SAFETY: Allocating pages has no precondition.
+        let page = unsafe { shim::secretmem_shim_alloc_pages(ORDER) };
+        let page = NonNull::new(page).ok_or(ENOMEM)?;
+        // SAFETY: `page` was just allocated with `ORDER`: the pages are ours, in the direct map,
+        // write-back, and mapped nowhere else.
+        unsafe { Self::remove_from_direct_map(page, mode) }
+    }
+
+    /// Takes `page` and the pages after it out of the direct map, after switching their memory
+    /// type for `mode`.
+    ///
+    /// On failure the pages are freed, or leaked if their memory type cannot be restored.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be the first of `2^ORDER` pages allocated together with `ORDER`, owned by the
+    /// caller, in the direct map with the write-back type, and not mapped anywhere else.
+    pub(crate) unsafe fn remove_from_direct_map(
+        page: NonNull<bindings::page>,
+        mode: CacheMode,
+    ) -> Result<Self> {
         // The TLB flush below needs interrupts enabled; this says so under
         // `CONFIG_DEBUG_ATOMIC_SLEEP`.
         might_sleep();
+        let raw = page.as_ptr();
+        let count = Self::PAGES as c_int;
+        let mut ret = 0;
         if mode == CacheMode::Uncached {
-            // SAFETY: `page` is a valid order-0 page that we own and that is in the direct map.
-            to_result(unsafe { shim::set_pages_uc(page.as_ptr(), 1) })?;
+            // SAFETY: The pages are ours and in the direct map (the caller's guarantee).
+            ret = unsafe { shim::set_pages_uc(raw, count) };
         }
-        // SAFETY: `page` is a valid page that we own; nobody else maps or reads it.
-        let ret = unsafe { shim::set_direct_map_invalid_noflush(page.as_ptr()) };
+        if ret == 0 {
+            // SAFETY: The pages are ours and nothing else maps or reads them.
+            ret = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, false) };
+        }
         if ret != 0 {
-            if mode == CacheMode::Uncached {
-                // SAFETY: The memory type of `page` was set to UC- above.
-                let wb = unsafe { shim::set_pages_wb(page.as_ptr(), 1) };
-                if wb != 0 {
-                    // A page that may still be UC- must not reach the allocator, as in
-                    // `restore_page`.
-                    pr_err!("cannot restore write-back on a page ({wb}): leaking it\n");
-                    core::mem::forget(page);
-                }
+            // A change of attributes can fail half way: put every page back and make it
+            // write-back before freeing, or leak them.
+            // SAFETY: The pages are ours and unmapped; making them present needs no flush.
+            let present = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, true) };
+            // SAFETY: The pages are ours and, if `present` is 0, in the direct map.
+            if present == 0 && unsafe { restore_write_back(page, Self::PAGES, mode) } {
+                // SAFETY: Back in the direct map, write-back and never handed out.
+                unsafe { give_back_pages::<ORDER>(page) };
+            } else {
+                pr_err!("cannot undo a failed direct-map removal: leaking {count} pages\n");
             }
             return Err(Error::from_errno(ret));
         }
-        STATS.direct_map_removals.add(1, Relaxed);
+        STATS.direct_map_removals.add(Self::PAGES as u64, Relaxed);
 
         // SAFETY: `page` is a valid page, so `page_address` is its direct-map address.
-        let start = unsafe { shim::secretmem_shim_page_address(page.as_ptr()) };
-        // SAFETY: The range is this one page of the direct map. `flush_tlb_kernel_range` may send
-        // IPIs and wait for them, so it needs interrupts enabled and no spinlock held: we run in
-        // process context that may sleep (`might_sleep()` above; the caller allocated the page
-        // with `GFP_KERNEL`).
-        unsafe { shim::flush_tlb_kernel_range(start, start + PAGE_SIZE as c_ulong) };
+        let start = unsafe { shim::secretmem_shim_page_address(raw) };
+        // SAFETY: Flushing a kernel range waits for the other CPUs, so it needs interrupts
+        // enabled and no spinlock held: we run in process context that may sleep (a fault, or a
+        // KUnit case), as the allocation above did.
+        unsafe {
+            shim::flush_tlb_kernel_range(start, start + (Self::PAGES * PAGE_SIZE) as c_ulong)
+        };
         STATS.tlb_flushes.add(1, Relaxed);
-        STATS.pages.add(1, Relaxed);
+        STATS.pages.add(Self::PAGES, Relaxed);
+        if ORDER > 0 {
+            STATS.blocks.add(1, Relaxed);
+        }
 
-        // INVARIANT: The page left the direct map and every CPU's TLB entry for it is flushed;
-        // its memory type matches `mode`.
-        Ok(Self {
-            page: ManuallyDrop::new(page),
-            mode,
-        })
+        // INVARIANT: The pages left the direct map and every CPU's TLB entry for them is
+        // flushed; their memory type matches `mode`.
+        Ok(Self { page, mode })
     }
 
-    /// Returns the page frame number, for the user page table.
+    /// Returns the page frame number of the first page, for the user page table.
     pub(crate) fn pfn(&self) -> usize {
         // SAFETY: `self.page` is a valid page.
         unsafe { shim::secretmem_shim_page_to_pfn(self.page.as_ptr()) as usize }
     }
 
-    /// Returns the underlying `struct page`, for checks that do not touch its contents.
+    /// Returns the first `struct page`, for checks that do not touch the contents.
     #[cfg(CONFIG_KUNIT)]
-    pub(crate) fn as_ptr(&self) -> *mut kernel::bindings::page {
+    pub(crate) fn as_ptr(&self) -> *mut bindings::page {
         self.page.as_ptr()
     }
 
-    /// Puts the page back into the direct map, zeroes it and restores write-back.
+    /// Puts the pages back into the direct map, zeroes them and restores write-back.
     ///
-    /// Returns the page, ready to be freed, or `None` if it could not be put back: such a page
-    /// is leaked, never freed.
+    /// Returns the first page, ready to be freed with `ORDER`, or `None` if the pages could not
+    /// be put back: such pages are leaked, never freed.
     #[cfg(CONFIG_KUNIT)]
-    pub(crate) fn restore(mut self) -> Option<Page> {
-        let mode = self.mode;
-        // SAFETY: `self` is forgotten right away, so `self.page` is neither used nor dropped
-        // again.
-        let page = unsafe { ManuallyDrop::take(&mut self.page) };
+    pub(crate) fn restore(self) -> Option<NonNull<bindings::page>> {
+        let (page, mode) = (self.page, self.mode);
         core::mem::forget(self);
-        // SAFETY: By the type invariants, `page` is out of the direct map, with `mode`; the
-        // caller, a KUnit case, never mapped it.
-        unsafe { restore_page(page, mode) }
+        // SAFETY: By the type invariants the pages are out of the direct map with `mode`; `self`
+        // is forgotten, so they are not restored twice.
+        unsafe { restore_pages(page, Self::PAGES, mode) }.then_some(page)
     }
 }
 
-impl Drop for SecretPage {
+impl<const ORDER: u32> Drop for SecretPages<ORDER> {
     fn drop(&mut self) {
-        // SAFETY: `self` is being dropped, so `self.page` is not used again, and as a
-        // `ManuallyDrop` it is not dropped a second time.
-        let page = unsafe { ManuallyDrop::take(&mut self.page) };
-        // SAFETY:
-        // - By the type invariants, `page` is out of the direct map, with `self.mode`.
-        // - Nothing maps it: its owner drops a `SecretPage` only once no page table can map it
-        //   (see "Dropping" on the type).
-        // The restored page is freed when the returned `Page` drops.
-        drop(unsafe { restore_page(page, self.mode) });
+        // SAFETY: By the type invariants the pages are out of the direct map with `self.mode`,
+        // and the owner drops them only once nothing maps them (see `SecretArea`).
+        if unsafe { restore_pages(self.page, Self::PAGES, self.mode) } {
+            // SAFETY: The pages are back, zeroed, write-back, and allocated with `ORDER`.
+            unsafe { give_back_pages::<ORDER>(self.page) };
+        }
     }
 }
 
-/// Whether hibernation was refused when a page was last restored, for the KUnit suite.
+/// The low pointer bit that marks an uncached page in the store: `struct page` is at least
+/// 8-byte aligned, and the `XArray` keeps the two lowest bits for itself.
+const UNCACHED_TAG: usize = 0x4;
+const _: () = assert!(core::mem::align_of::<bindings::page>() > UNCACHED_TAG);
+
+// SAFETY: `into_foreign` returns the page pointer, at least 8-byte aligned, with bit 2 holding
+// the mode; `from_foreign` and `borrow` take both apart again.
+unsafe impl<const ORDER: u32> ForeignOwnable for SecretPages<ORDER> {
+    const FOREIGN_ALIGN: usize = UNCACHED_TAG;
+    type Borrowed<'a> = SecretPagesRef<'a, ORDER>;
+    type BorrowedMut<'a> = SecretPagesRef<'a, ORDER>;
+
+    fn into_foreign(self) -> *mut c_void {
+        let tag = match self.mode {
+            CacheMode::Cached => 0,
+            CacheMode::Uncached => UNCACHED_TAG,
+        };
+        let ptr = self.page.as_ptr().map_addr(|addr| addr | tag);
+        core::mem::forget(self);
+        ptr.cast()
+    }
+
+    unsafe fn from_foreign(ptr: *mut c_void) -> Self {
+        let mode = if ptr.addr() & UNCACHED_TAG != 0 {
+            CacheMode::Uncached
+        } else {
+            CacheMode::Cached
+        };
+        let page = ptr.map_addr(|addr| addr & !UNCACHED_TAG).cast();
+        // SAFETY: `ptr` came from `into_foreign`, which tagged a non-null page pointer.
+        let page = unsafe { NonNull::new_unchecked(page) };
+        // INVARIANT: `into_foreign` gave up a value that kept the invariants.
+        Self { page, mode }
+    }
+
+    unsafe fn borrow<'a>(ptr: *mut c_void) -> SecretPagesRef<'a, ORDER> {
+        let page = ptr.map_addr(|addr| addr & !UNCACHED_TAG).cast();
+        SecretPagesRef {
+            page,
+            _owner: PhantomData,
+        }
+    }
+
+    unsafe fn borrow_mut<'a>(ptr: *mut c_void) -> SecretPagesRef<'a, ORDER> {
+        // SAFETY: The caller's guarantees for `borrow_mut` include those for `borrow`.
+        unsafe { Self::borrow(ptr) }
+    }
+}
+
+/// A borrow of [`SecretPages`] held in an `XArray`: only its page frame number can be read.
+pub(crate) struct SecretPagesRef<'a, const ORDER: u32> {
+    page: *mut bindings::page,
+    _owner: PhantomData<&'a SecretPages<ORDER>>,
+}
+
+impl<const ORDER: u32> SecretPagesRef<'_, ORDER> {
+    /// Returns the page frame number of the first page.
+    pub(crate) fn pfn(&self) -> usize {
+        // SAFETY: The borrowed `SecretPages` owns the page while `self` lives.
+        unsafe { shim::secretmem_shim_page_to_pfn(self.page) as usize }
+    }
+}
+
+/// Whether hibernation was refused when pages were last restored, for the KUnit suite.
 #[cfg(CONFIG_KUNIT)]
 pub(crate) static HIBERNATION_REFUSED_AT_LAST_RESTORE: kernel::sync::atomic::Atomic<bool> =
     kernel::sync::atomic::Atomic::new(false);
 
-/// Puts `page` back into the direct map, zeroes it and restores write-back.
-///
-/// Returns `None`, leaking the page, if any step fails: a page that may still be out of the direct
-/// map or hold a secret must never be freed.
+/// Puts `count` pages from `page` back into the direct map, zeroes them and restores
+/// write-back. Returns whether they may be freed: on any failure they are leaked instead, since
+/// a page that may still be out of the direct map, hold a secret or be UC- must never be freed.
 ///
 /// # Safety
 ///
-/// `page` must have been removed from the direct map by [`SecretPage::remove_from_direct_map`]
-/// with `mode`, and nothing may map it any more.
-unsafe fn restore_page(page: Page, mode: CacheMode) -> Option<Page> {
-    // SAFETY: `page` is a valid page that we own; it is out of the direct map.
-    let ret = unsafe { shim::set_direct_map_default_noflush(page.as_ptr()) };
-    STATS.pages.fetch_sub(1, Relaxed);
+/// The pages must have been taken out of the direct map by
+/// [`SecretPages::remove_from_direct_map`] with `mode`, and nothing may map them any more.
+unsafe fn restore_pages(page: NonNull<bindings::page>, count: usize, mode: CacheMode) -> bool {
+    let raw = page.as_ptr();
+    // SAFETY: The pages are ours and out of the direct map; putting them back needs no flush.
+    let ret = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, true) };
+    STATS.pages.fetch_sub(count, Relaxed);
+    if count > 1 {
+        STATS.blocks.fetch_sub(1, Relaxed);
+    }
     if ret != 0 {
-        pr_err!("cannot restore the direct map of a secret page ({ret}): leaking it\n");
-        core::mem::forget(page);
-        return None;
+        pr_err!("cannot restore the direct map of {count} secret pages ({ret}): leaking them\n");
+        return false;
     }
-    STATS.direct_map_restores.add(1, Relaxed);
-
-    // SAFETY: The page is back in the direct map and we own it: there is no concurrent access.
-    if unsafe { page.fill_zero_raw(0, PAGE_SIZE) }.is_err() {
-        pr_err!("cannot zero a released secret page: leaking it\n");
-        core::mem::forget(page);
-        return None;
-    }
-    if mode == CacheMode::Uncached {
-        // SAFETY: The page's memory type was set to UC- when it left the direct map.
-        let ret = unsafe { shim::set_pages_wb(page.as_ptr(), 1) };
-        if ret != 0 {
-            pr_err!("cannot restore write-back on a secret page ({ret}): leaking it\n");
-            core::mem::forget(page);
-            return None;
-        }
-    }
+    STATS.direct_map_restores.add(count as u64, Relaxed);
+    // SAFETY: The pages are back in the direct map, ours, and mapped by nobody else.
+    unsafe { shim::secretmem_shim_zero_pages(raw, count as c_uint) };
+    // SAFETY: The pages are in the direct map; their type is UC- if `mode` says so.
+    let restored = unsafe { restore_write_back(page, count, mode) };
     #[cfg(CONFIG_KUNIT)]
     HIBERNATION_REFUSED_AT_LAST_RESTORE
         .store(crate::hibernation::SLEEP_GUARD.areas() != 0, Relaxed);
-    Some(page)
+    restored
 }
 
-/// Hands out pages that are already out of the direct map.
+/// Switches `count` pages back to write-back if `mode` made them UC-; returns `false`, leaking
+/// them, if that fails.
 ///
-/// The fault path and the page store only see this seam; today it allocates one page at a time.
-pub(crate) struct PageSource;
-
-impl PageSource {
-    /// Returns a zeroed page, charged to the caller's memory cgroup, out of the direct map.
-    pub(crate) fn take(mode: CacheMode) -> Result<SecretPage> {
-        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
-        SecretPage::remove_from_direct_map(page, mode)
+/// # Safety
+///
+/// The pages must be ours and present in the direct map.
+unsafe fn restore_write_back(page: NonNull<bindings::page>, count: usize, mode: CacheMode) -> bool {
+    if mode == CacheMode::Cached {
+        return true;
     }
+    // SAFETY: The caller's guarantees.
+    let ret = unsafe { shim::set_pages_wb(page.as_ptr(), count as c_int) };
+    if ret != 0 {
+        pr_err!("cannot restore write-back on {count} secret pages ({ret}): leaking them\n");
+        return false;
+    }
+    true
+}
+
+/// Gives `2^ORDER` pages back to the page allocator.
+///
+/// # Safety
+///
+/// The pages must have been allocated together with `ORDER`, be owned by the caller, present
+/// in the direct map with the write-back type, zeroed if they ever held a secret, and unused
+/// from here on.
+unsafe fn give_back_pages<const ORDER: u32>(page: NonNull<bindings::page>) {
+    // SAFETY: The caller's guarantees.
+    unsafe { shim::secretmem_shim_free_pages(page.as_ptr(), ORDER) };
 }

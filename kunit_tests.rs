@@ -10,14 +10,18 @@ mod cases {
         area::{
             publish,
             CreateFlags,
+            Resident,
             SecretArea,
             O_CLOEXEC,
             SECRETMEM_UNCACHED, //
         },
         direct_map::{
             CacheMode,
-            PageSource,
+            SecretBlock,
             SecretPage,
+            SecretPages,
+            BLOCK_ORDER,
+            BLOCK_PAGES,
             HIBERNATION_REFUSED_AT_LAST_RESTORE, //
         },
         hibernation::{
@@ -27,6 +31,7 @@ mod cases {
         },
         shim, //
     };
+    use core::ptr::NonNull;
     use kernel::{
         alloc::{
             flags::GFP_KERNEL,
@@ -38,11 +43,12 @@ mod cases {
             EINVAL,
             ENODEV, //
         },
-        init::InPlaceInit,
-        page::{
-            Page,
-            PAGE_SIZE, //
+        ffi::{
+            c_uint,
+            c_ulong, //
         },
+        init::InPlaceInit,
+        page::PAGE_SIZE,
         sync::atomic::Relaxed,
         xarray::{
             AllocKind,
@@ -87,7 +93,7 @@ mod cases {
 
     #[test]
     fn size_is_set_once() {
-        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        let area = SecretArea::with_blocks(CacheMode::Cached, true).unwrap();
         assert_eq!(area.size(), 0);
         assert_eq!(area.set_size(3 * PAGE_SIZE as u64 + 1), Ok(()));
         assert_eq!(area.size(), 3 * PAGE_SIZE as u64 + 1);
@@ -95,58 +101,133 @@ mod cases {
         assert_eq!(area.size(), 3 * PAGE_SIZE as u64 + 1);
     }
 
-    #[test]
-    fn store_creates_each_page_once_within_the_size() {
-        let area = SecretArea::new(CacheMode::Cached).unwrap();
-        assert_eq!(area.pfn_at(0), Err(EFAULT));
-        area.set_size(2 * PAGE_SIZE as u64 + 1).unwrap();
-        let first = area.pfn_at(0).unwrap();
-        assert_eq!(area.pfn_at(0), Ok(first));
-        let last = area.pfn_at(2).unwrap();
-        assert_ne!(first, last);
-        for pfn in [first, last] {
-            // SAFETY: `pfn` is a page of `area`, alive until `area` drops.
-            let page = unsafe { shim::secretmem_shim_pfn_to_page(pfn) };
+    /// Checks that `count` pages from `page` are out of the direct map and unreadable through
+    /// it on this CPU and another, with the memory type of `mode`.
+    fn assert_secret(page: *mut kernel::bindings::page, count: usize, mode: CacheMode) {
+        for i in 0..count {
+            // SAFETY: `page` is the first of `count` pages alive for the caller's whole test.
+            let page = unsafe { page.add(i) };
             assert!(!present(page));
-            assert_eq!(read(page, true), EFAULT.to_errno());
+            assert_eq!(uncached(page), mode == CacheMode::Uncached);
         }
-        assert_eq!(area.pfn_at(3), Err(EFAULT));
-        assert_eq!(area.resident_pages(), 2);
-    }
-
-    #[test]
-    fn secret_page_is_out_of_the_direct_map_on_every_cpu() {
-        for mode in [CacheMode::Cached, CacheMode::Uncached] {
-            let page = PageSource::take(mode).unwrap();
-            assert!(!present(page.as_ptr()));
-            assert_eq!(uncached(page.as_ptr()), mode == CacheMode::Uncached);
-            assert_eq!(read(page.as_ptr(), false), EFAULT.to_errno());
-            let other = read(page.as_ptr(), true);
+        // Reading every page on both CPUs takes an IPI each: the first, one inside, the last.
+        for i in [0, count / 2, count - 1] {
+            // SAFETY: As above.
+            let page = unsafe { page.add(i) };
+            assert_eq!(read(page, false), EFAULT.to_errno());
+            let other = read(page, true);
             assert_ne!(other, ENODEV.to_errno(), "the guest needs a second CPU");
             assert_eq!(other, EFAULT.to_errno());
         }
     }
 
-    #[test]
-    fn released_page_is_back_and_zeroed() {
-        for mode in [CacheMode::Cached, CacheMode::Uncached] {
-            let page = Page::alloc_page(GFP_KERNEL).unwrap();
-            let secret = [0x5au8; 64];
-            // SAFETY: We own the page; `secret` fits in it.
-            unsafe { page.write_raw(secret.as_ptr(), 128, secret.len()) }.unwrap();
-            let page = SecretPage::remove_from_direct_map(page, mode).unwrap();
-            assert!(!present(page.as_ptr()));
+    /// Returns the `struct page` of `pfn`.
+    fn pfn_page(pfn: usize) -> *mut kernel::bindings::page {
+        // SAFETY: Callers pass the frame number of a page that they keep alive.
+        unsafe { shim::secretmem_shim_pfn_to_page(pfn as c_ulong) }
+    }
 
-            let page = page.restore().unwrap();
-            assert!(present(page.as_ptr()));
-            assert!(!uncached(page.as_ptr()));
-            assert_eq!(read(page.as_ptr(), true), 0);
-            let mut back = [0xffu8; 256];
-            for offset in (0..PAGE_SIZE).step_by(back.len()) {
-                // SAFETY: We own the page; `back` fits at `offset`.
-                unsafe { page.read_raw(back.as_mut_ptr(), offset, back.len()) }.unwrap();
-                assert!(back.iter().all(|&b| b == 0));
-            }
+    #[test]
+    fn small_area_takes_single_pages_within_the_size() {
+        let area = SecretArea::with_blocks(CacheMode::Cached, true).unwrap();
+        assert_eq!(area.fault(0), Err(EFAULT));
+        area.set_size(2 * PAGE_SIZE as u64 + 1).unwrap();
+        let Ok(Resident::Page(first)) = area.fault(0) else {
+            panic!("a small area takes single pages");
+        };
+        assert_eq!(area.fault(0), Ok(Resident::Page(first)));
+        let Ok(Resident::Page(last)) = area.fault(2) else {
+            panic!("a small area takes single pages");
+        };
+        assert_ne!(first, last);
+        assert_secret(pfn_page(first), 1, CacheMode::Cached);
+        assert_secret(pfn_page(last), 1, CacheMode::Cached);
+        assert_eq!(area.fault(3), Err(EFAULT));
+        assert_eq!(area.resident_pages(), 2);
+    }
+
+    #[test]
+    fn whole_chunks_take_blocks_and_the_tail_single_pages() {
+        for mode in [CacheMode::Cached, CacheMode::Uncached] {
+            let area = SecretArea::with_blocks(mode, true).unwrap();
+            // Two whole chunks and one page more.
+            area.set_size(((2 * BLOCK_PAGES + 1) * PAGE_SIZE) as u64)
+                .unwrap();
+            let Ok(Resident::Block { first: 0, pfn }) = area.fault(7) else {
+                panic!("a whole chunk takes a block");
+            };
+            // A block is 2 MiB aligned.
+            assert_eq!(pfn % BLOCK_PAGES, 0);
+            assert_eq!(
+                area.fault(BLOCK_PAGES - 1),
+                Ok(Resident::Block { first: 0, pfn })
+            );
+            assert_eq!(area.resident_pages(), BLOCK_PAGES);
+            assert_secret(pfn_page(pfn), BLOCK_PAGES, mode);
+            let Ok(Resident::Block { first, .. }) = area.fault(BLOCK_PAGES + 3) else {
+                panic!("the second chunk takes a block");
+            };
+            assert_eq!(first, BLOCK_PAGES);
+            assert!(matches!(area.fault(2 * BLOCK_PAGES), Ok(Resident::Page(_))));
+            assert_eq!(area.resident_pages(), 2 * BLOCK_PAGES + 1);
+        }
+    }
+
+    #[test]
+    fn chunks_fall_back_to_single_pages_without_blocks() {
+        let area = SecretArea::with_blocks(CacheMode::Cached, false).unwrap();
+        area.set_size((BLOCK_PAGES * PAGE_SIZE) as u64).unwrap();
+        let Ok(Resident::Page(pfn)) = area.fault(5) else {
+            panic!("without blocks a chunk takes single pages");
+        };
+        assert_secret(pfn_page(pfn), 1, CacheMode::Cached);
+        assert!(matches!(area.fault(6), Ok(Resident::Page(_))));
+        assert_eq!(area.resident_pages(), 2);
+    }
+
+    #[test]
+    fn secret_pages_are_out_of_the_direct_map_on_every_cpu() {
+        for mode in [CacheMode::Cached, CacheMode::Uncached] {
+            let page = SecretPage::take(mode).unwrap();
+            assert_secret(page.as_ptr(), 1, mode);
+            let block = SecretBlock::take(mode).unwrap();
+            assert_secret(block.as_ptr(), BLOCK_PAGES, mode);
+        }
+    }
+
+    /// Fills `2^ORDER` new pages, takes them out of the direct map, puts them back and checks
+    /// that they are present, readable, write-back and zeroed.
+    fn check_release<const ORDER: u32>(mode: CacheMode) {
+        let count = 1usize << ORDER;
+        // SAFETY: Allocating pages has no precondition.
+        let page = unsafe { shim::secretmem_shim_alloc_pages(ORDER) };
+        let page = NonNull::new(page).expect("no memory for the test");
+        // SAFETY: The pages are ours and in the direct map.
+        unsafe { shim::secretmem_shim_fill_pages(page.as_ptr(), count as c_uint, 0x5a) };
+        // SAFETY: The pages were allocated with `ORDER`, are ours, write-back, in the direct
+        // map and mapped nowhere else.
+        let secret = unsafe { SecretPages::<ORDER>::remove_from_direct_map(page, mode) }.unwrap();
+        assert_secret(page.as_ptr(), count, mode);
+
+        let page = secret.restore().unwrap();
+        for i in 0..count {
+            // SAFETY: The pages are ours until freed below.
+            let page = unsafe { page.as_ptr().add(i) };
+            assert!(present(page));
+            assert!(!uncached(page));
+        }
+        assert_eq!(read(page.as_ptr(), true), 0);
+        // SAFETY: The pages are ours and back in the direct map.
+        assert!(unsafe { shim::secretmem_shim_pages_zero(page.as_ptr(), count as c_uint) });
+        // SAFETY: The pages were allocated with `ORDER`, are back, zeroed and write-back.
+        unsafe { shim::secretmem_shim_free_pages(page.as_ptr(), ORDER) };
+    }
+
+    #[test]
+    fn released_pages_and_blocks_are_back_and_zeroed() {
+        for mode in [CacheMode::Cached, CacheMode::Uncached] {
+            check_release::<0>(mode);
+            check_release::<BLOCK_ORDER>(mode);
         }
     }
 
@@ -157,8 +238,8 @@ mod cases {
         assert_eq!(areas, 0);
         let area = SecretArea::new(CacheMode::Cached).unwrap();
         area.set_size(2 * PAGE_SIZE as u64).unwrap();
-        area.pfn_at(0).unwrap();
-        area.pfn_at(1).unwrap();
+        area.fault(0).unwrap();
+        area.fault(1).unwrap();
         assert_eq!(SLEEP_GUARD.begin(Transition::Hibernation), Err(EBUSY));
         HIBERNATION_REFUSED_AT_LAST_RESTORE.store(false, Relaxed);
         drop(area);
@@ -205,17 +286,17 @@ mod cases {
     fn areas_and_pages_are_refused_during_a_transition() {
         let area = SecretArea::new(CacheMode::Cached).unwrap();
         area.set_size(2 * PAGE_SIZE as u64).unwrap();
-        area.pfn_at(0).unwrap();
+        area.fault(0).unwrap();
         SLEEP_GUARD.set_in_progress(true);
         assert!(matches!(
             SecretArea::new(CacheMode::Cached),
             Err(e) if e == EBUSY
         ));
         // A page that exists stays reachable.
-        assert!(area.pfn_at(0).is_ok());
-        assert_eq!(area.pfn_at(1), Err(EBUSY));
+        assert!(area.fault(0).is_ok());
+        assert_eq!(area.fault(1), Err(EBUSY));
         SLEEP_GUARD.set_in_progress(false);
-        assert!(area.pfn_at(1).is_ok());
+        assert!(area.fault(1).is_ok());
         assert_eq!(area.resident_pages(), 2);
     }
 
@@ -224,24 +305,25 @@ mod cases {
         // MAX_LFS_FILESIZE, the anonymous-inode filesystem's limit, as for memfd_secret(2).
         let size = i64::MAX as u64;
         let last = (size.div_ceil(PAGE_SIZE as u64) - 1) as usize;
-        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        let area = SecretArea::with_blocks(CacheMode::Cached, true).unwrap();
         area.set_size(size).unwrap();
-        assert!(area.pfn_at(last).is_ok());
-        assert_eq!(area.pfn_at(last + 1), Err(EFAULT));
-        assert_eq!(area.resident_pages(), 1);
+        // The last page's chunk lies wholly inside the size: it takes a block.
+        assert!(matches!(area.fault(last), Ok(Resident::Block { .. })));
+        assert_eq!(area.fault(last + 1), Err(EFAULT));
+        assert_eq!(area.resident_pages(), BLOCK_PAGES);
     }
 
     #[test]
-    fn publish_never_replaces_a_page() {
+    fn publish_never_replaces_an_entry() {
         let store = KBox::pin_init(XArray::new(AllocKind::Alloc), GFP_KERNEL).unwrap();
-        let first = KBox::new(PageSource::take(CacheMode::Cached).unwrap(), GFP_KERNEL).unwrap();
-        let second = KBox::new(PageSource::take(CacheMode::Cached).unwrap(), GFP_KERNEL).unwrap();
+        let first = SecretPage::take(CacheMode::Cached).unwrap();
+        let second = SecretPage::take(CacheMode::Cached).unwrap();
         let (first_pfn, second_pfn) = (first.pfn(), second.pfn());
-        let (pfn, unused) = publish(&mut store.lock(), 7, first);
-        assert_eq!(pfn, Ok(first_pfn));
+        let (published, unused) = publish(&mut store.lock(), 7, first);
+        assert_eq!(published, Ok(true));
         assert!(unused.is_none());
-        let (pfn, unused) = publish(&mut store.lock(), 7, second);
-        assert_eq!(pfn, Ok(first_pfn));
+        let (published, unused) = publish(&mut store.lock(), 7, second);
+        assert_eq!(published, Ok(false));
         assert_eq!(unused.map(|page| page.pfn()), Some(second_pfn));
         assert_eq!(store.lock().get(7).map(|page| page.pfn()), Some(first_pfn));
     }

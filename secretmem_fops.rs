@@ -12,10 +12,14 @@ use crate::{
     access,
     area::{
         CreateFlags,
+        Resident,
         SecretArea,
         O_CLOEXEC, //
     },
-    direct_map::CacheMode,
+    direct_map::{
+        CacheMode,
+        BLOCK_PAGES, //
+    },
     shim,
     stats::STATS, //
 };
@@ -34,6 +38,7 @@ use kernel::{
         flags,
         VmaNew, //
     },
+    page::PAGE_SIZE,
     prelude::*,
     seq_file::{
         seq_print,
@@ -210,27 +215,89 @@ unsafe extern "C" fn secret_setattr(
     ret
 }
 
+/// The part of a VMA that a fault handler may fill: the VMA itself, borrowed for one fault.
+///
+/// # Invariants
+///
+/// `vma` is a VMA that `secret_mmap` set up, whose fault locks (the mmap read lock or the VMA
+/// lock) are held while this exists.
+struct FaultingVma {
+    vma: *mut bindings::vm_area_struct,
+}
+
+impl FaultingVma {
+    /// Maps page `index` of the file to page frame `pfn`, if the VMA covers that index.
+    ///
+    /// Returns the `vm_fault_t` of the insertion, or `VM_FAULT_NOPAGE` if not covered.
+    fn insert(&self, index: usize, pfn: usize) -> bindings::vm_fault_t {
+        // SAFETY: The VMA is valid while its fault locks are held (the type invariants).
+        let (start, end, pgoff, prot) = unsafe {
+            let vma = &*self.vma;
+            let bounds = &vma.__bindgen_anon_1.__bindgen_anon_1;
+            (
+                bounds.vm_start,
+                bounds.vm_end,
+                vma.vm_pgoff,
+                vma.vm_page_prot,
+            )
+        };
+        let pages = (end - start) / PAGE_SIZE;
+        let Some(offset) = index.checked_sub(pgoff).filter(|&offset| offset < pages) else {
+            return bindings::vm_fault_reason_VM_FAULT_NOPAGE;
+        };
+        // SAFETY:
+        // - The VMA is `VM_PFNMAP` and not `VM_MIXEDMAP` (the shim sets only the first) and not
+        //   a COW mapping (`mmap` requires `VM_SHARED`), as `vmf_insert_pfn_prot` asserts, and
+        //   we hold its fault locks.
+        // - The address lies in the VMA: `offset` is below its page count.
+        // - `pfn` is a page of the file's area, which outlives the VMA: the area drops its
+        //   pages only when the file is released, after the last VMA is gone. The page's
+        //   direct-map entry is already gone on every CPU.
+        unsafe { bindings::vmf_insert_pfn_prot(self.vma, start + offset * PAGE_SIZE, pfn, prot) }
+    }
+}
+
+/// Maps what a fault on page `index` resolved to: the page itself, then, for a block, every
+/// other page of it that the VMA covers, so that a block takes one fault instead of 512.
+///
+/// Only the faulting page's result counts: the others are a prefetch, and one that cannot be
+/// mapped now (no memory for a page table) is mapped by its own fault later.
+fn map_resident(vma: &FaultingVma, index: usize, resident: Resident) -> bindings::vm_fault_t {
+    let (first, pfn) = match resident {
+        Resident::Page(pfn) => return vma.insert(index, pfn),
+        Resident::Block { first, pfn } => (first, pfn),
+    };
+    let ret = vma.insert(index, pfn + (index - first));
+    // Success, and a page that another fault mapped first, both say `VM_FAULT_NOPAGE`.
+    if ret == bindings::vm_fault_reason_VM_FAULT_NOPAGE {
+        for i in (0..BLOCK_PAGES).filter(|&i| first + i != index) {
+            if vma.insert(first + i, pfn + i) != bindings::vm_fault_reason_VM_FAULT_NOPAGE {
+                break;
+            }
+        }
+    }
+    ret
+}
+
 /// # Safety
 ///
 /// `vmf` must be a fault on a VMA that `secret_mmap` set up.
 unsafe extern "C" fn secret_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
     // SAFETY: `vmf` is valid for the fault; its VMA was set up by `secret_mmap`, so
     // `vm_private_data` is the file's area, which outlives the VMA.
-    let (vma, area, index, address) = unsafe {
+    let (vma, area, index) = unsafe {
         let f = &(*vmf).__bindgen_anon_1;
         let area = &*(*f.vma).vm_private_data.cast::<SecretArea>();
-        (f.vma, area, f.pgoff, f.address)
+        (f.vma, area, f.pgoff)
     };
     STATS.faults.add(1, Relaxed);
-    let pfn = match area.pfn_at(index) {
-        Ok(pfn) => pfn,
+    let resident = match area.fault(index) {
+        Ok(resident) => resident,
         Err(e) if e == ENOMEM => return bindings::vm_fault_reason_VM_FAULT_OOM,
         Err(_) => return bindings::vm_fault_reason_VM_FAULT_SIGBUS,
     };
-    // SAFETY: `vma` is a `VM_PFNMAP` mapping that we hold the fault locks of, `address` lies in
-    // it, and `pfn` is a page of the area that stays alive while the VMA exists. Its direct-map
-    // entry is already gone on every CPU.
-    unsafe { bindings::vmf_insert_pfn_prot(vma, address, pfn, (*vma).vm_page_prot) }
+    // INVARIANT: The fault handler runs with the VMA's fault locks held.
+    map_resident(&FaultingVma { vma }, index, resident)
 }
 
 /// File operations: no read or write, so those fail with `EINVAL`.

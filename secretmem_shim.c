@@ -20,6 +20,7 @@
 #include <linux/sched/user.h>
 #include <linux/secretmemfd_entry.h>
 #include <linux/smp.h>
+#include <linux/string.h>
 #include <linux/suspend.h>
 #include <linux/syscore_ops.h>
 #include <linux/uaccess.h>
@@ -27,6 +28,16 @@
 
 #include "include/uapi/linux/secretmemfd.h"
 #include "secretmem_shim.h"
+
+/* Whether new areas back each whole 2 MiB chunk with one block. */
+static bool blocks = true;
+module_param(blocks, bool, 0644);
+MODULE_PARM_DESC(blocks, "Back each whole 2 MiB of a new area with one 2 MiB block (default: on)");
+
+bool secretmem_shim_blocks_enabled(void)
+{
+	return READ_ONCE(blocks);
+}
 
 /* The system call number this module serves, or -1 when it serves none. */
 static int syscall_nr = -1;
@@ -146,6 +157,31 @@ struct page *secretmem_shim_pfn_to_page(unsigned long pfn)
 unsigned long secretmem_shim_page_address(struct page *page)
 {
 	return (unsigned long)page_address(page);
+}
+
+/*
+ * Zeroed pages for secret memory, charged to the caller's memory cgroup. A
+ * block (order > 0) is only worth having if it comes at once: no retries, no
+ * warning, since the caller falls back to single pages.
+ */
+struct page *secretmem_shim_alloc_pages(unsigned int order)
+{
+	gfp_t gfp = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
+
+	if (order)
+		gfp |= __GFP_NORETRY | __GFP_NOWARN;
+	return alloc_pages(gfp, order);
+}
+
+void secretmem_shim_free_pages(struct page *page, unsigned int order)
+{
+	__free_pages(page, order);
+}
+
+/* Zeroes @nr pages from @page through the direct map in one call. */
+void secretmem_shim_zero_pages(struct page *page, unsigned int nr)
+{
+	clear_pages(page_address(page), nr);
 }
 
 void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
@@ -276,6 +312,20 @@ void secretmem_shim_entry_unregister(void)
 {
 	syscall_nr = -1;
 	secretmemfd_entry_unregister(&secretmem_entry);
+}
+
+/* Fills @nr pages from @page with @byte through the direct map (tests). */
+void secretmem_shim_fill_pages(struct page *page, unsigned int nr, u8 byte)
+{
+	memset(page_address(page), byte, (size_t)nr << PAGE_SHIFT);
+}
+
+/* Whether @nr pages from @page read as zero through the direct map (tests). */
+bool secretmem_shim_pages_zero(struct page *page, unsigned int nr)
+{
+	const u8 *p = page_address(page);
+
+	return !p[0] && !memcmp(p, p + 1, ((size_t)nr << PAGE_SHIFT) - 1);
 }
 
 bool secretmem_shim_direct_map_present(struct page *page)

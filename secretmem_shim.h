@@ -31,6 +31,10 @@ bool secretmem_shim_in_uncached_group(void);
 unsigned long secretmem_shim_page_to_pfn(struct page *page);
 struct page *secretmem_shim_pfn_to_page(unsigned long pfn);
 unsigned long secretmem_shim_page_address(struct page *page);
+bool secretmem_shim_blocks_enabled(void);
+struct page *secretmem_shim_alloc_pages(unsigned int order);
+void secretmem_shim_free_pages(struct page *page, unsigned int order);
+void secretmem_shim_zero_pages(struct page *page, unsigned int nr);
 
 void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
 				   const struct vm_operations_struct *ops,
@@ -51,6 +55,8 @@ void secretmem_shim_pm_unregister(void);
 int secretmem_shim_entry_register(long (*create)(unsigned int flags));
 void secretmem_shim_entry_unregister(void);
 
+void secretmem_shim_fill_pages(struct page *page, unsigned int nr, u8 byte);
+bool secretmem_shim_pages_zero(struct page *page, unsigned int nr);
 bool secretmem_shim_direct_map_present(struct page *page);
 bool secretmem_shim_direct_map_uncached(struct page *page);
 int secretmem_shim_direct_map_read(struct page *page, bool other_cpu);

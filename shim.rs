@@ -38,6 +38,10 @@ extern "C" {
 
     pub(crate) fn secretmem_shim_page_to_pfn(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn secretmem_shim_page_address(page: *mut bindings::page) -> c_ulong;
+    pub(crate) fn secretmem_shim_blocks_enabled() -> bool;
+    pub(crate) fn secretmem_shim_alloc_pages(order: c_uint) -> *mut bindings::page;
+    pub(crate) fn secretmem_shim_free_pages(page: *mut bindings::page, order: c_uint);
+    pub(crate) fn secretmem_shim_zero_pages(page: *mut bindings::page, nr: c_uint);
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_pfn_to_page(pfn: c_ulong) -> *mut bindings::page;
 
@@ -71,6 +75,10 @@ extern "C" {
     pub(crate) fn secretmem_shim_entry_unregister();
 
     #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn secretmem_shim_fill_pages(page: *mut bindings::page, nr: c_uint, byte: u8);
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn secretmem_shim_pages_zero(page: *mut bindings::page, nr: c_uint) -> bool;
+    #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_direct_map_present(page: *mut bindings::page) -> bool;
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_direct_map_uncached(page: *mut bindings::page) -> bool;
@@ -81,8 +89,11 @@ extern "C" {
     ) -> c_int;
 
     // Exported to this module by kernel/patches/0001.
-    pub(crate) fn set_direct_map_invalid_noflush(page: *mut bindings::page) -> c_int;
-    pub(crate) fn set_direct_map_default_noflush(page: *mut bindings::page) -> c_int;
+    pub(crate) fn set_direct_map_valid_noflush(
+        page: *mut bindings::page,
+        nr: c_uint,
+        valid: bool,
+    ) -> c_int;
     pub(crate) fn flush_tlb_kernel_range(start: c_ulong, end: c_ulong);
 
     // Exported to all GPL modules.

@@ -14,8 +14,12 @@ use kernel::{
 
 /// Counters of what the module holds now and what it has done since it was loaded.
 pub(crate) struct Stats {
-    /// Secret pages that exist now (all out of the direct map).
+    /// Secret pages that exist now (all out of the direct map), in blocks or alone.
     pub(crate) pages: Atomic<usize>,
+    /// 2 MiB blocks that exist now.
+    pub(crate) blocks: Atomic<usize>,
+    /// Faults that wanted a block and took a single page instead.
+    pub(crate) block_fallbacks: Atomic<u64>,
     /// Page faults served.
     pub(crate) faults: Atomic<u64>,
     /// Pages removed from the direct map.
@@ -29,6 +33,8 @@ pub(crate) struct Stats {
 /// The module's counters.
 pub(crate) static STATS: Stats = Stats {
     pages: Atomic::new(0),
+    blocks: Atomic::new(0),
+    block_fallbacks: Atomic::new(0),
     faults: Atomic::new(0),
     direct_map_removals: Atomic::new(0),
     direct_map_restores: Atomic::new(0),
@@ -45,6 +51,8 @@ impl fmt::Debug for StatsFile {
         writeln!(f, "areas: {}", SLEEP_GUARD.areas())?;
         writeln!(f, "pages: {}", pages)?;
         writeln!(f, "bytes: {}", pages * PAGE_SIZE)?;
+        writeln!(f, "blocks: {}", s.blocks.load(Relaxed))?;
+        writeln!(f, "block_fallbacks: {}", s.block_fallbacks.load(Relaxed))?;
         writeln!(f, "faults: {}", s.faults.load(Relaxed))?;
         writeln!(
             f,

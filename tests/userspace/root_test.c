@@ -474,6 +474,126 @@ static void test_failed_init_leaves_nothing(void)
 	close(fd);
 }
 
+#define BLOCK (2L << 20)
+
+/* Reads counter @key of /proc/vmstat. */
+static long vmstat(const char *key)
+{
+	char line[128];
+	size_t n = strlen(key);
+	long value = -1;
+	FILE *f = fopen("/proc/vmstat", "re");
+
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ' ')
+			value = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	CHECK(value >= 0);
+	return value;
+}
+
+/*
+ * Each whole 2 MiB takes one block on its first touch: 512 pages, one
+ * direct-map change and one flush, no direct-map split; the tail past the
+ * last whole 2 MiB takes single pages; all of it goes back on close.
+ */
+static void test_blocks_back_whole_chunks(void)
+{
+	const long pages = 2 * BLOCK / ps + 1;
+	long blocks = stat_value("blocks"), flushes = stat_value("tlb_flushes");
+	long restores = stat_value("direct_map_restores"), npages = stat_value("pages");
+	long splits = vmstat("direct_map_level2_splits");
+	int fd;
+	char *p = secret_map(&fd, 0, pages);
+
+	touch(p + 5 * ps);
+	CHECK(stat_value("blocks") == blocks + 1);
+	CHECK(stat_value("pages") == npages + BLOCK / ps);
+	CHECK(stat_value("tlb_flushes") == flushes + 1);
+	/* Every page of the block is mapped by that one touch, and zeroed. */
+	for (long i = 0; i < BLOCK / ps; i++)
+		CHECK(p[i * ps] == (i == 5));
+	CHECK(stat_value("tlb_flushes") == flushes + 1);
+	touch(p + BLOCK + 7);
+	CHECK(stat_value("blocks") == blocks + 2);
+	/* A block changes its 2 MiB direct-map entry in place. */
+	CHECK(vmstat("direct_map_level2_splits") == splits);
+	/* The tail is a single page (which may split the direct map, as mainline's do). */
+	touch(p + 2 * BLOCK);
+	CHECK(stat_value("blocks") == blocks + 2);
+	CHECK(stat_value("pages") == npages + 2 * BLOCK / ps + 1);
+	CHECK(stat_value("tlb_flushes") == flushes + 3);
+	CHECK(munmap(p, pages * ps) == 0 && close(fd) == 0);
+	CHECK(stat_value("blocks") == blocks);
+	CHECK(stat_value("pages") == npages);
+	CHECK(stat_value("direct_map_restores") == restores + pages);
+}
+
+/* Uncached areas take blocks too. */
+static void test_uncached_blocks(void)
+{
+	long blocks = stat_value("blocks");
+	int fd;
+	char *p = secret_map(&fd, SECRETMEM_UNCACHED, BLOCK / ps);
+
+	touch(p + BLOCK - 1);
+	CHECK(stat_value("blocks") == blocks + 1);
+	CHECK(p[0] == 0);
+	CHECK(munmap(p, BLOCK) == 0 && close(fd) == 0);
+	CHECK(stat_value("blocks") == blocks);
+}
+
+static void touch_pages(void *arg)
+{
+	char *p = arg;
+
+	for (long i = 0; i < BLOCK / ps; i++)
+		touch(p + i * ps);
+}
+
+/*
+ * A locked-memory limit with room for fewer than 512 pages: the chunk falls
+ * back to single pages, which fill the limit, and the next touch is SIGBUS.
+ */
+static void test_memlock_between_a_page_and_a_block(void)
+{
+	struct rlimit limit = { 100 * ps, 100 * ps };
+	long fallbacks = stat_value("block_fallbacks"), blocks = stat_value("blocks");
+	char path[64];
+	long pages;
+	int fd;
+	char *p = secret_map(&fd, 0, BLOCK / ps);
+
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &limit) == 0);
+	CHECK(child_signal(touch_pages, p) == SIGBUS);
+	CHECK(stat_value("block_fallbacks") == fallbacks + 1);
+	CHECK(stat_value("blocks") == blocks);
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	pages = key_value(path, "secretmem-pages");
+	/* Single pages up to the limit (less what root has locked elsewhere). */
+	CHECK(pages >= 1 && pages <= 100);
+	CHECK(munmap(p, BLOCK) == 0 && close(fd) == 0);
+}
+
+/* With the blocks parameter off, a new area takes single pages only. */
+static void test_blocks_parameter_off(void)
+{
+	long blocks = stat_value("blocks"), fallbacks = stat_value("block_fallbacks");
+	int fd;
+	char *p;
+
+	write_file("/sys/module/secretmemfd/parameters/blocks", "N");
+	p = secret_map(&fd, 0, BLOCK / ps);
+	write_file("/sys/module/secretmemfd/parameters/blocks", "Y");
+	touch(p);
+	touch(p + BLOCK - 1);
+	CHECK(stat_value("blocks") == blocks);
+	CHECK(stat_value("block_fallbacks") == fallbacks);
+	CHECK(stat_value("pages") >= 2);
+	CHECK(munmap(p, BLOCK) == 0 && close(fd) == 0);
+}
+
 static const struct test tests[] = {
 	{ "stats_follow_pages", test_stats_follow_pages },
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
@@ -483,6 +603,10 @@ static const struct test tests[] = {
 	{ "uncached_group_parameter", test_uncached_group_parameter },
 	{ "uncached_needs_cap_sys_rawio", test_uncached_needs_cap_sys_rawio },
 	{ "syscall_obeys_device_access", test_syscall_obeys_device_access },
+	{ "blocks_back_whole_chunks", test_blocks_back_whole_chunks },
+	{ "uncached_blocks", test_uncached_blocks },
+	{ "memlock_between_a_page_and_a_block", test_memlock_between_a_page_and_a_block },
+	{ "blocks_parameter_off", test_blocks_parameter_off },
 	{ "o_direct_refused", test_o_direct_refused },
 	{ "memcg_charged", test_memcg_charged },
 	{ "failed_init_leaves_nothing", test_failed_init_leaves_nothing },
