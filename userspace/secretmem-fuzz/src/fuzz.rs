@@ -71,9 +71,14 @@ type Step = Result<(), String>;
 impl<'a> Fuzzer<'a> {
     /// A tester driven by `seed`.
     pub fn new(seed: u64, progress: &'a Progress, trace: bool) -> Self {
+        let mut m = Model::new(sys::page_size());
+        // What the module decides per touch depends on these two: the model needs them.
+        m.blocks = std::fs::read_to_string("/sys/module/secretmemfd/parameters/blocks")
+            .is_ok_and(|v| v.trim() == "Y");
+        m.memlock_pages = sys::memlock_limit_pages();
         Self {
             rng: Rng::new(seed),
-            m: Model::new(sys::page_size()),
+            m,
             nr: sys::syscall_nr(),
             progress,
             trace,
@@ -387,18 +392,17 @@ impl<'a> Fuzzer<'a> {
                 if sig == libc::SIGBUS && code != libc::BUS_ADRERR {
                     return Err(format!("{what}: SIGBUS with code {code}, not BUS_ADRERR"));
                 }
+                if sig == libc::SIGBUS {
+                    // Over the limit, a chunk that wanted a block falls back for good.
+                    self.m.note_touch(area, index);
+                }
                 return Ok(());
             }
             (want, got) => {
                 return Err(format!("{what}: {got:?}, where the model expects {want:?}"))
             }
         }
-        self.m
-            .areas
-            .get_mut(&area)
-            .expect("mapped area")
-            .resident
-            .insert(index);
+        self.m.note_touch(area, index);
         Ok(())
     }
 
@@ -626,13 +630,12 @@ impl<'a> Fuzzer<'a> {
             let (area, index) = self.m.page_of(page);
             let addr = page + self.m.probe_offset(index);
             let unknown = self.m.areas[&area].unknown;
-            probes.push((
-                addr,
-                area,
-                index,
-                self.m.expect_touch(addr, false, true),
-                unknown,
-            ));
+            let want = self.m.expect_touch(addr, false, true);
+            // The child's touches change the file, probe after probe: so does the model.
+            if matches!(want, Outcome::Ok(_) | Outcome::Signal(libc::SIGBUS)) {
+                self.m.note_touch(area, index);
+            }
+            probes.push((addr, area, index, want, unknown));
         }
         let pid = sys::fork().map_err(|e| format!("fork: errno {e}"))?;
         if pid == 0 {
@@ -667,16 +670,6 @@ impl<'a> Fuzzer<'a> {
                     libc::WEXITSTATUS(status)
                 }
             ));
-        }
-        for &(_, area, index, want, _) in &probes {
-            if matches!(want, Outcome::Ok(_)) {
-                self.m
-                    .areas
-                    .get_mut(&area)
-                    .expect("mapped area")
-                    .resident
-                    .insert(index);
-            }
         }
         Ok(())
     }

@@ -18,8 +18,13 @@ pub struct Area {
     pub uncached: bool,
     /// The byte last written at each page's probe offset.
     pub contents: HashMap<u64, u8>,
-    /// Pages that exist: every page a touch or a fork child reached inside the size.
+    /// Pages that exist: every page a touch or a fork child reached inside the size, and every
+    /// page of the blocks they created.
     pub resident: BTreeSet<u64>,
+    /// Whether whole 2 MiB chunks take blocks: the `blocks` module parameter at creation.
+    pub blocks: bool,
+    /// Chunks that could not take a block and hold single pages.
+    pub split: BTreeSet<u64>,
     /// Something (a successful `MADV_REMOVE` or `MADV_POPULATE_*`) may have changed the pages
     /// behind the model's back: contents and the page count are no longer checked.
     pub unknown: bool,
@@ -59,9 +64,30 @@ pub enum Outcome {
     Signal(i32),
 }
 
+/// Pages in a 2 MiB block.
+pub const BLOCK_PAGES: u64 = 512;
+
+/// What the module does when a page that does not exist is touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Residency {
+    /// The page exists.
+    Exists,
+    /// Its chunk takes a block: all of the chunk's pages.
+    Block,
+    /// It takes a single page; `split` if its chunk wanted a block and fell back.
+    Page { split: bool },
+    /// The locked-memory limit has no room: `SIGBUS`, and the chunk falls back if it wanted a
+    /// block.
+    OverLimit { split: bool },
+}
+
 /// The whole model.
 #[derive(Default)]
 pub struct Model {
+    /// Whether new areas take blocks (the module's `blocks` parameter).
+    pub blocks: bool,
+    /// `RLIMIT_MEMLOCK` in pages: every page of every area is charged to the one user.
+    pub memlock_pages: u64,
     /// Areas by id.
     pub areas: BTreeMap<usize, Area>,
     /// VMAs by start address.
@@ -77,6 +103,7 @@ impl Model {
     pub fn new(ps: usize) -> Self {
         Self {
             ps,
+            memlock_pages: u64::MAX,
             ..Default::default()
         }
     }
@@ -93,6 +120,8 @@ impl Model {
                 uncached,
                 contents: HashMap::new(),
                 resident: BTreeSet::new(),
+                blocks: self.blocks,
+                split: BTreeSet::new(),
                 unknown: false,
             },
         );
@@ -202,7 +231,58 @@ impl Model {
         if index >= area.pages(self.ps as u64) {
             return Outcome::Signal(libc::SIGBUS);
         }
+        if let Residency::OverLimit { .. } = self.residency(vma.area, index) {
+            return Outcome::Signal(libc::SIGBUS);
+        }
         Outcome::Ok(area.contents.get(&index).copied().unwrap_or(0))
+    }
+
+    /// What touching page `index` of area `id`, inside its size, creates. As the module does:
+    /// a whole 2 MiB chunk of an area with blocks, not yet split, takes a block if the limit
+    /// has room for 512 pages, else falls back to single pages for good.
+    fn residency(&self, id: usize, index: u64) -> Residency {
+        let area = &self.areas[&id];
+        if area.resident.contains(&index) {
+            return Residency::Exists;
+        }
+        let chunk = index / BLOCK_PAGES;
+        let whole = (chunk + 1) * BLOCK_PAGES <= area.pages(self.ps as u64);
+        let wants_block = area.blocks && whole && !area.split.contains(&chunk);
+        let charged = self.resident_pages() as u64;
+        if wants_block && charged + BLOCK_PAGES <= self.memlock_pages {
+            Residency::Block
+        } else if charged < self.memlock_pages {
+            Residency::Page { split: wants_block }
+        } else {
+            Residency::OverLimit { split: wants_block }
+        }
+    }
+
+    /// Records a touch of page `index` of area `id` that went as `expect_touch` said.
+    pub fn note_touch(&mut self, id: usize, index: u64) {
+        if index >= self.areas[&id].pages(self.ps as u64) {
+            return;
+        }
+        let residency = self.residency(id, index);
+        let area = self.areas.get_mut(&id).expect("a mapped area");
+        let chunk = index / BLOCK_PAGES;
+        match residency {
+            Residency::Exists => {}
+            Residency::Block => area
+                .resident
+                .extend(chunk * BLOCK_PAGES..(chunk + 1) * BLOCK_PAGES),
+            Residency::Page { split } => {
+                if split {
+                    area.split.insert(chunk);
+                }
+                area.resident.insert(index);
+            }
+            Residency::OverLimit { split } => {
+                if split {
+                    area.split.insert(chunk);
+                }
+            }
+        }
     }
 
     /// The area and file page behind `addr`, which must be mapped.
@@ -232,6 +312,34 @@ mod tests {
             prot: libc::PROT_READ | libc::PROT_WRITE,
             dontfork: false,
         }
+    }
+
+    #[test]
+    fn whole_chunks_take_blocks_until_the_limit() {
+        let mut m = Model::new(PS);
+        m.blocks = true;
+        m.memlock_pages = 600;
+        let id = m.add_area(3, false);
+        m.areas.get_mut(&id).expect("added").size = 3 * 512 * PS as u64;
+        m.vmas.insert(0x100000, vma(3 * 512, 0));
+        m.note_touch(id, 5);
+        assert_eq!(m.resident_pages(), 512);
+        // No room for a second block: the chunk falls back to single pages for good.
+        m.note_touch(id, 600);
+        assert_eq!(m.resident_pages(), 513);
+        assert!(m.areas[&id].split.contains(&1));
+        for i in 601..688 {
+            m.note_touch(id, i);
+        }
+        assert_eq!(m.resident_pages(), 600);
+        assert_eq!(
+            m.expect_touch(0x100000 + 700 * PS, false, false),
+            Outcome::Signal(libc::SIGBUS)
+        );
+        assert_eq!(
+            m.expect_touch(0x100000 + 7 * PS, false, false),
+            Outcome::Ok(0)
+        );
     }
 
     #[test]

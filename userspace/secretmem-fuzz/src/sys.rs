@@ -32,6 +32,21 @@ pub fn page_size() -> usize {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
+/// `RLIMIT_MEMLOCK` in pages, as the module reads it: `u64::MAX` when unlimited.
+pub fn memlock_limit_pages() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid `rlimit` for the call to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return u64::MAX;
+    }
+    limit.rlim_cur / page_size() as u64
+}
+
 /// `SECRETMEM_CREATE`: `_IO(0xB9, 0x01)`.
 const SECRETMEM_CREATE: libc::c_ulong = 0xB901;
 
