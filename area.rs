@@ -15,6 +15,7 @@ use crate::{
     },
     hibernation::{
         AreaHold,
+        SleepGuard,
         SLEEP_GUARD, //
     },
     memlock::MemlockCharge,
@@ -107,7 +108,7 @@ enum Chunk {
 /// chunk never holds both, so every page index resolves to one page for every mapping.
 ///
 /// Fields drop in declaration order: the pages go back to the direct map, zeroed, then
-/// `memlock` refunds them, and only then does `_hold` stop counting the area.
+/// `memlock` refunds them, and only then does `hold` stop counting the area.
 #[pin_data]
 pub(crate) struct SecretArea {
     mode: CacheMode,
@@ -127,7 +128,7 @@ pub(crate) struct SecretArea {
     memlock: MemlockCharge,
     /// Counts the area for the hibernation guard for as long as any of its pages may hold a
     /// secret.
-    _hold: AreaHold,
+    hold: AreaHold,
 }
 
 impl SecretArea {
@@ -137,15 +138,19 @@ impl SecretArea {
     pub(crate) fn new(mode: CacheMode) -> Result<Arc<Self>> {
         // SAFETY: Reading a module parameter has no precondition.
         let blocks = unsafe { shim::secretmem_shim_blocks_enabled() };
-        Self::with_blocks(mode, blocks)
+        Self::create(mode, blocks, &SLEEP_GUARD)
     }
 
-    /// Creates an empty area that uses blocks only if `blocks` says so.
-    pub(crate) fn with_blocks(mode: CacheMode, blocks: bool) -> Result<Arc<Self>> {
+    /// Creates an empty area that uses blocks only if `blocks` says so, counted by `guard`.
+    pub(crate) fn create(
+        mode: CacheMode,
+        blocks: bool,
+        guard: &'static SleepGuard,
+    ) -> Result<Arc<Self>> {
         let area = Arc::pin_init(
             try_pin_init!(Self {
                 // First, so that a refusal allocates nothing more; it drops last.
-                _hold: SLEEP_GUARD.hold_area()?,
+                hold: guard.hold_area()?,
                 mode,
                 blocks,
                 size: Atomic::new(0),
@@ -217,7 +222,7 @@ impl SecretArea {
         if let Some(resident) = self.lookup(index) {
             return Ok(resident);
         }
-        SLEEP_GUARD.may_add_page()?;
+        self.hold.guard().may_add_page()?;
         let chunk = index / BLOCK_PAGES;
         let whole = ((chunk + 1) * BLOCK_PAGES) as u64 <= pages;
         if self.blocks && whole && self.chunks.lock().get(chunk).is_none() {

@@ -258,9 +258,9 @@ impl<const ORDER: u32> SecretPagesRef<'_, ORDER> {
     }
 }
 
-/// Whether hibernation was refused when pages were last restored, for the KUnit suite.
+/// Set when pages are restored while the KUnit suite's guard counts an area, for the suite.
 #[cfg(CONFIG_KUNIT)]
-pub(crate) static HIBERNATION_REFUSED_AT_LAST_RESTORE: kernel::sync::atomic::Atomic<bool> =
+pub(crate) static RESTORED_WHILE_TEST_AREA_COUNTED: kernel::sync::atomic::Atomic<bool> =
     kernel::sync::atomic::Atomic::new(false);
 
 /// Puts `count` pages from `page` back into the direct map, zeroes them and restores
@@ -289,8 +289,9 @@ unsafe fn restore_pages(page: NonNull<bindings::page>, count: usize, mode: Cache
     // SAFETY: The pages are in the direct map; their type is UC- if `mode` says so.
     let restored = unsafe { restore_write_back(page, count, mode) };
     #[cfg(CONFIG_KUNIT)]
-    HIBERNATION_REFUSED_AT_LAST_RESTORE
-        .store(crate::hibernation::SLEEP_GUARD.areas() != 0, Relaxed);
+    if crate::hibernation::TEST_GUARD.areas() != 0 {
+        RESTORED_WHILE_TEST_AREA_COUNTED.store(true, Relaxed);
+    }
     restored
 }
 

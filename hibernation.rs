@@ -60,6 +60,12 @@ pub(crate) struct SleepGuard {
 /// The module's guard.
 pub(crate) static SLEEP_GUARD: SleepGuard = SleepGuard::new();
 
+/// The guard of the areas that the KUnit suite creates. The suite runs while the module is
+/// live, so it never counts its areas in, or starts a transition on, [`SLEEP_GUARD`]: users of
+/// the module must not see its tests.
+#[cfg(CONFIG_KUNIT)]
+pub(crate) static TEST_GUARD: SleepGuard = SleepGuard::new();
+
 impl SleepGuard {
     /// A guard with no area and no transition in progress.
     pub(crate) const fn new() -> Self {
@@ -139,6 +145,13 @@ impl SleepGuard {
 /// `guard.areas` holds one count for each `AreaHold` that exists.
 pub(crate) struct AreaHold {
     guard: &'static SleepGuard,
+}
+
+impl AreaHold {
+    /// Returns the guard that counts the area.
+    pub(crate) fn guard(&self) -> &'static SleepGuard {
+        self.guard
+    }
 }
 
 impl Drop for AreaHold {

@@ -22,12 +22,12 @@ mod cases {
             SecretPages,
             BLOCK_ORDER,
             BLOCK_PAGES,
-            HIBERNATION_REFUSED_AT_LAST_RESTORE, //
+            RESTORED_WHILE_TEST_AREA_COUNTED, //
         },
         hibernation::{
             SleepGuard,
             Transition,
-            SLEEP_GUARD, //
+            TEST_GUARD, //
         },
         shim, //
     };
@@ -93,7 +93,7 @@ mod cases {
 
     #[test]
     fn size_is_set_once() {
-        let area = SecretArea::with_blocks(CacheMode::Cached, true).unwrap();
+        let area = SecretArea::create(CacheMode::Cached, true, &TEST_GUARD).unwrap();
         assert_eq!(area.size(), 0);
         assert_eq!(area.set_size(3 * PAGE_SIZE as u64 + 1), Ok(()));
         assert_eq!(area.size(), 3 * PAGE_SIZE as u64 + 1);
@@ -129,7 +129,7 @@ mod cases {
 
     #[test]
     fn small_area_takes_single_pages_within_the_size() {
-        let area = SecretArea::with_blocks(CacheMode::Cached, true).unwrap();
+        let area = SecretArea::create(CacheMode::Cached, true, &TEST_GUARD).unwrap();
         assert_eq!(area.fault(0), Err(EFAULT));
         area.set_size(2 * PAGE_SIZE as u64 + 1).unwrap();
         let Ok(Resident::Page(first)) = area.fault(0) else {
@@ -149,7 +149,7 @@ mod cases {
     #[test]
     fn whole_chunks_take_blocks_and_the_tail_single_pages() {
         for mode in [CacheMode::Cached, CacheMode::Uncached] {
-            let area = SecretArea::with_blocks(mode, true).unwrap();
+            let area = SecretArea::create(mode, true, &TEST_GUARD).unwrap();
             // Two whole chunks and one page more.
             area.set_size(((2 * BLOCK_PAGES + 1) * PAGE_SIZE) as u64)
                 .unwrap();
@@ -175,7 +175,7 @@ mod cases {
 
     #[test]
     fn chunks_fall_back_to_single_pages_without_blocks() {
-        let area = SecretArea::with_blocks(CacheMode::Cached, false).unwrap();
+        let area = SecretArea::create(CacheMode::Cached, false, &TEST_GUARD).unwrap();
         area.set_size((BLOCK_PAGES * PAGE_SIZE) as u64).unwrap();
         let Ok(Resident::Page(pfn)) = area.fault(5) else {
             panic!("without blocks a chunk takes single pages");
@@ -233,19 +233,17 @@ mod cases {
 
     #[test]
     fn area_is_counted_until_its_pages_are_restored() {
-        let areas = SLEEP_GUARD.areas();
-        // The suite runs before any other secret memory exists.
-        assert_eq!(areas, 0);
-        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        assert_eq!(TEST_GUARD.areas(), 0);
+        let area = SecretArea::create(CacheMode::Cached, true, &TEST_GUARD).unwrap();
         area.set_size(2 * PAGE_SIZE as u64).unwrap();
         area.fault(0).unwrap();
         area.fault(1).unwrap();
-        assert_eq!(SLEEP_GUARD.begin(Transition::Hibernation), Err(EBUSY));
-        HIBERNATION_REFUSED_AT_LAST_RESTORE.store(false, Relaxed);
+        assert_eq!(TEST_GUARD.begin(Transition::Hibernation), Err(EBUSY));
+        RESTORED_WHILE_TEST_AREA_COUNTED.store(false, Relaxed);
         drop(area);
-        // The last page was restored and zeroed while hibernation was still refused.
-        assert!(HIBERNATION_REFUSED_AT_LAST_RESTORE.load(Relaxed));
-        assert_eq!(SLEEP_GUARD.areas(), areas);
+        // The pages were restored and zeroed while hibernation was still refused.
+        assert!(RESTORED_WHILE_TEST_AREA_COUNTED.load(Relaxed));
+        assert_eq!(TEST_GUARD.areas(), 0);
     }
 
     #[test]
@@ -284,18 +282,18 @@ mod cases {
 
     #[test]
     fn areas_and_pages_are_refused_during_a_transition() {
-        let area = SecretArea::new(CacheMode::Cached).unwrap();
+        let area = SecretArea::create(CacheMode::Cached, true, &TEST_GUARD).unwrap();
         area.set_size(2 * PAGE_SIZE as u64).unwrap();
         area.fault(0).unwrap();
-        SLEEP_GUARD.set_in_progress(true);
+        TEST_GUARD.set_in_progress(true);
         assert!(matches!(
-            SecretArea::new(CacheMode::Cached),
+            SecretArea::create(CacheMode::Cached, true, &TEST_GUARD),
             Err(e) if e == EBUSY
         ));
         // A page that exists stays reachable.
         assert!(area.fault(0).is_ok());
         assert_eq!(area.fault(1), Err(EBUSY));
-        SLEEP_GUARD.set_in_progress(false);
+        TEST_GUARD.set_in_progress(false);
         assert!(area.fault(1).is_ok());
         assert_eq!(area.resident_pages(), 2);
     }
@@ -305,7 +303,7 @@ mod cases {
         // MAX_LFS_FILESIZE, the anonymous-inode filesystem's limit, as for memfd_secret(2).
         let size = i64::MAX as u64;
         let last = (size.div_ceil(PAGE_SIZE as u64) - 1) as usize;
-        let area = SecretArea::with_blocks(CacheMode::Cached, true).unwrap();
+        let area = SecretArea::create(CacheMode::Cached, true, &TEST_GUARD).unwrap();
         area.set_size(size).unwrap();
         // The last page's chunk lies wholly inside the size: it takes a block.
         assert!(matches!(area.fault(last), Ok(Resident::Block { .. })));
