@@ -96,6 +96,33 @@ static inline int child_signal(void (*fn)(void *), void *arg)
 	return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
+/* Runs @fn(@arg) in a child that must exit; returns its exit status. */
+static inline int child_exit(void (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (!pid) {
+		fn(arg);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* Reads the number at the start of @path. */
+static inline long read_long(const char *path)
+{
+	long value = -1;
+	FILE *f = fopen(path, "re");
+
+	CHECK(f);
+	CHECK(fscanf(f, "%ld", &value) == 1);
+	fclose(f);
+	return value;
+}
+
 struct test {
 	const char *name;
 	void (*fn)(void);

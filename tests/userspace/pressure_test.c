@@ -58,17 +58,6 @@ static void write_file(const char *path, const char *text)
 	close(fd);
 }
 
-static long read_long(const char *path)
-{
-	long value = -1;
-	FILE *f = fopen(path, "re");
-
-	CHECK(f);
-	CHECK(fscanf(f, "%ld", &value) == 1);
-	fclose(f);
-	return value;
-}
-
 /* Reads "@key VALUE" from a cgroup file such as memory.events, or -1. */
 static long cgroup_event(const char *file, const char *key)
 {

@@ -202,29 +202,15 @@ static void create_uncached(void *arg)
 }
 
 /* Runs @fn(@arg) in a child and returns its exit status. */
-static int child_status(void (*fn)(void *), void *arg)
-{
-	int status;
-	pid_t pid = fork();
-
-	CHECK(pid >= 0);
-	if (!pid) {
-		fn(arg);
-		_exit(0);
-	}
-	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
-	return WEXITSTATUS(status);
-}
-
 static void test_uncached_group_parameter(void)
 {
 	int in_group = GROUP, other = GROUP + 1;
 
 	write_file(UNCACHED_GID, "4242");
-	CHECK(child_status(create_uncached, &in_group) == 0);
-	CHECK(child_status(create_uncached, &other) == EPERM);
+	CHECK(child_exit(create_uncached, &in_group) == 0);
+	CHECK(child_exit(create_uncached, &other) == EPERM);
 	write_file(UNCACHED_GID, "-1");
-	CHECK(child_status(create_uncached, &in_group) == EPERM);
+	CHECK(child_exit(create_uncached, &in_group) == EPERM);
 }
 
 /* Root without CAP_SYS_RAWIO, CAP_IPC_LOCK kept: no uncached memory. */
@@ -265,14 +251,14 @@ static void test_syscall_obeys_device_access(void)
 {
 	int none = -1, in_group = GROUP;
 
-	CHECK(child_status(create_exclusive, &none) == 0);
+	CHECK(child_exit(create_exclusive, &none) == 0);
 	CHECK(chmod(SECRETMEM_DEVICE, 0600) == 0);
-	CHECK(child_status(create_exclusive, &none) == EACCES);
+	CHECK(child_exit(create_exclusive, &none) == EACCES);
 	CHECK(chown(SECRETMEM_DEVICE, 0, GROUP) == 0 && chmod(SECRETMEM_DEVICE, 0660) == 0);
-	CHECK(child_status(create_exclusive, &in_group) == 0);
-	CHECK(child_status(create_exclusive, &none) == EACCES);
+	CHECK(child_exit(create_exclusive, &in_group) == 0);
+	CHECK(child_exit(create_exclusive, &none) == EACCES);
 	CHECK(chown(SECRETMEM_DEVICE, 0, 0) == 0 && chmod(SECRETMEM_DEVICE, 0666) == 0);
-	CHECK(child_status(create_exclusive, &none) == 0);
+	CHECK(child_exit(create_exclusive, &none) == 0);
 }
 
 /* A loop device over a file in /tmp: a block device that O_DIRECT pins pages for. */
@@ -313,17 +299,6 @@ static void test_o_direct_refused(void)
 	close(dio);
 	CHECK(ioctl(loop, LOOP_CLR_FD) == 0);
 	unlink("/tmp/secretmem-loop.img");
-}
-
-static long read_long(const char *path)
-{
-	long value = -1;
-	FILE *f = fopen(path, "re");
-
-	CHECK(f);
-	CHECK(fscanf(f, "%ld", &value) == 1);
-	fclose(f);
-	return value;
 }
 
 #define CGROUP "/sys/fs/cgroup"

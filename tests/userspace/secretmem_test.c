@@ -379,20 +379,6 @@ static void take_and_read(void *arg)
 }
 
 /* Runs @fn(@arg) in a child and returns its exit status. */
-static int child_exit(void (*fn)(void *), void *arg)
-{
-	int status;
-	pid_t pid = fork();
-
-	CHECK(pid >= 0);
-	if (!pid) {
-		fn(arg);
-		_exit(0);
-	}
-	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
-	return WEXITSTATUS(status);
-}
-
 /*
  * What the threat model says: a process that may ptrace the owner takes the
  * descriptor and reads the secret; PR_SET_DUMPABLE 0 leaves that to
