@@ -57,6 +57,14 @@ if [ $key_only = 1 ]; then
 	exit 0
 fi
 
+# A complete entry is only ever read, and its stamp is written last: no lock
+# is needed to use it, and a build of another variant does not hold it up.
+if complete; then
+	echo "kernel: $PKG $version ($VARIANT), cached build $entry" >&2
+	echo "$tree"
+	exit 0
+fi
+
 mkdir -p "$SECRETMEM_CACHE"
 exec 9>"$SECRETMEM_CACHE/.lock"
 flock 9
