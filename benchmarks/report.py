@@ -14,6 +14,8 @@ results.json, one object:
   guest          {"cpus": N, "mem_total_kib": N}
   reps           runs per size; first_touch_mib_s and teardown_ms are the best of them
   method         how the numbers were taken, in one sentence
+  host_load      per target: the host's 1-minute load average before and after its
+                 guest ran (the guests share the host's CPUs with whatever else runs)
   results        one object per target and size:
     target             "secretmemfd", "secretmemfd-uncached", "memfd_secret", "memfd", "anon"
     size_bytes         mapping size
@@ -31,7 +33,8 @@ results.json, one object:
                  of one 4 KiB secret (anon: mmap + touch + munmap)
     target, size_bytes (4096), iterations
     p50_us, p99_us, mean_us, max_us
-    l2_splits, l3_splits, tlb_flushes   added over all iterations
+    l2_splits, l3_splits, tlb_flushes   added over all iterations, the 100 unmeasured
+                                        warm-up ones included
     vs_memfd_secret    {"p50": x, "p99": x}: speed against memfd_secret, above 1 is faster
 """
 
@@ -67,8 +70,14 @@ def fmt_ratio(x):
 
 
 def load(paths):
-    system, sizes, latency = {}, {}, {}
+    system, sizes, latency, host_load = {}, {}, {}, {}
     for path in paths:
+        # bench.sh leaves the host's load average before and after the boot beside it.
+        try:
+            with open(os.path.join(os.path.dirname(path), "host-load")) as f:
+                host_load[os.path.basename(os.path.dirname(path))] = [float(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            pass
         with open(path) as f:
             for line in f:
                 rec = json.loads(line)
@@ -85,14 +94,14 @@ def load(paths):
                         "runs": [], "skipped": rec["reason"]}
                 elif kind == "latency":
                     latency[rec["target"]] = rec
-    return system, sizes, latency
+    return system, sizes, latency, host_load
 
 
 def order(targets):
     return sorted(targets, key=lambda t: TARGETS.index(t) if t in TARGETS else len(TARGETS))
 
 
-def build(args, system, sizes, latency):
+def build(args, system, sizes, latency, host_load):
     results = []
     for size in sorted({s for _, s in sizes}):
         ref = sizes.get((REFERENCE, size), {})
@@ -121,6 +130,7 @@ def build(args, system, sizes, latency):
         "reps": system.get("reps"),
         "note": NOTE,
         "method": METHOD,
+        "host_load": host_load,
         "results": results,
         "latency": lat,
     }
@@ -137,7 +147,12 @@ def print_table(report, out):
       f"{report['accel'].upper()}, {g['cpus']} vCPUs, {round((g['mem_total_kib'] or 0) / 1048576, 1)} GiB "
       f"guest, best of {report['reps']}, each target in a freshly booted guest\n")
     w(f"{NOTE}\nratio: speed against memfd_secret, above 1.00x is faster. "
-      "Splits: added over all runs of a size; TLB flushes: the module's, per run.\n\n")
+      "Splits: added over all runs of a size; TLB flushes: the module's, per run.\n")
+    if report["host_load"]:
+        w("Host load average before/after each boot (the boots share the host): " +
+          ", ".join(f"{t} {a:.1f}/{b:.1f}" for t, (a, b) in
+                    ((t, report["host_load"][t]) for t in order(report["host_load"]))) + "\n")
+    w("\n")
     w(f"{'size':<8} {'target':<21} {'touch MiB/s':>11} {'ratio':>6} {'teardown ms':>11} "
       f"{'ratio':>6} {'L2 splits':>9} {'L3 splits':>9} {'TLB flushes':>11}\n")
     last = None
@@ -190,7 +205,7 @@ def draw_chart(report, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
     results = report["results"]
     sizes = sorted({r["size_bytes"] for r in results})
@@ -227,6 +242,7 @@ def draw_chart(report, path):
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: size_name(int(round(x)))))
         ax.tick_params(axis="x", labelsize=8.5)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
         ax.set_xlim(sizes[0] / 1.6, sizes[-1] * 9)
