@@ -5,18 +5,22 @@
 #                 KERNEL=release for the variant without debug options)
 #   make demo     boot the guest, load the module, run the demo
 #   make check    build everything and run every test in the guest
+#   make bench    benchmark secret memory in the guest (release kernel unless KERNEL=debug)
 #   make clippy / fmt / fmt-check
 
 SHELL := /bin/bash
 export PATH := /usr/lib/llvm-19/bin:$(HOME)/.cargo/bin:$(PATH)
-# The guest kernel: debug (KASAN, lockdep, kmemleak; the default) or release.
-KERNEL ?= debug
+# The guest kernel: debug (KASAN, lockdep, kmemleak; the default) or release
+# (the default of `make bench`, which should not measure the debug options).
+ifeq ($(origin KERNEL),undefined)
+KERNEL := $(if $(filter bench,$(MAKECMDGOALS)),release,debug)
+endif
 export SECRETMEM_KERNEL := $(KERNEL)
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)
 # rustfmt follows the crate root to every module.
 RUST_SRC = secretmem.rs
 
-.PHONY: all module setup kernel clippy fmt fmt-check userspace demo check clean
+.PHONY: all module setup kernel clippy fmt fmt-check userspace demo check bench clean
 
 all: module
 
@@ -47,7 +51,12 @@ demo: module userspace
 check: module userspace
 	@scripts/check.sh
 
+bench: module
+	@scripts/bench-setup.sh
+	@scripts/bench.sh
+
 clean:
 	@rm -rf .tmp_versions *.o *.ko *.mod *.mod.c *.cmd .*.cmd modules.order Module.symvers \
 		*.rmeta .*.d rust-project.json
 	@$(MAKE) -s -C tests/userspace clean
+	@$(MAKE) -s -C benchmarks clean
