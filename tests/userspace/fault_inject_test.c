@@ -56,17 +56,6 @@ static bool xarray_nodes_only;
 /* Burst lengths tried with the XArray's nodes: two store failures in a row. */
 #define MAX_XARRAY_BURST 4
 
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
-		fprintf(stderr, "  cannot write '%s' to %s: %s\n", text, path, strerror(errno));
-		exit(1);
-	}
-	close(fd);
-}
-
 static void injector_set(int inj, const char *attr, const char *value)
 {
 	char path[128];

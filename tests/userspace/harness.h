@@ -8,6 +8,7 @@
 #define SECRETMEM_HARNESS_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,8 +66,8 @@ static inline void touch(void *addr)
 	*(volatile char *)addr = 1;
 }
 
-/* Reads the number after "@key:" in the lines of @path, or -1 if none. */
-static inline long key_value(const char *path, const char *key)
+/* Reads the number after "@key@sep" in the lines of @path, or -1 if none. */
+static inline long key_value_sep(const char *path, const char *key, char sep)
 {
 	char line[256];
 	size_t n = strlen(key);
@@ -75,14 +76,32 @@ static inline long key_value(const char *path, const char *key)
 
 	CHECK(f);
 	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
+		if (!strncmp(line, key, n) && line[n] == sep)
 			value = strtol(line + n + 1, NULL, 10);
 	fclose(f);
 	return value;
 }
 
-/* Runs @fn(@arg) in a child and returns the signal that ended it, or 0. */
-static inline int child_signal(void (*fn)(void *), void *arg)
+/* Reads the number after "@key:" in the lines of @path, or -1 if none. */
+static inline long key_value(const char *path, const char *key)
+{
+	return key_value_sep(path, key, ':');
+}
+
+/* Writes @text to @path, or exits the test saying what failed. */
+static inline void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+		fprintf(stderr, "  cannot write '%s' to %s: %s\n", text, path, strerror(errno));
+		exit(1);
+	}
+	close(fd);
+}
+
+/* Runs @fn(@arg) in a child and returns its wait status. */
+static inline int child_wait(void (*fn)(void *), void *arg)
 {
 	int status;
 	pid_t pid = fork();
@@ -93,21 +112,23 @@ static inline int child_signal(void (*fn)(void *), void *arg)
 		_exit(0);
 	}
 	CHECK(waitpid(pid, &status, 0) == pid);
+	return status;
+}
+
+/* Runs @fn(@arg) in a child and returns the signal that ended it, or 0. */
+static inline int child_signal(void (*fn)(void *), void *arg)
+{
+	int status = child_wait(fn, arg);
+
 	return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
 /* Runs @fn(@arg) in a child that must exit; returns its exit status. */
 static inline int child_exit(void (*fn)(void *), void *arg)
 {
-	int status;
-	pid_t pid = fork();
+	int status = child_wait(fn, arg);
 
-	CHECK(pid >= 0);
-	if (!pid) {
-		fn(arg);
-		_exit(0);
-	}
-	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	CHECK(WIFEXITED(status));
 	return WEXITSTATUS(status);
 }
 

@@ -47,33 +47,6 @@
 static char loop_path[32];
 static int loop_fd = -1, backing_fd = -1;
 
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
-		fprintf(stderr, "  cannot write '%s' to %s: %s\n", text, path, strerror(errno));
-		exit(1);
-	}
-	close(fd);
-}
-
-/* Reads "@key VALUE" from a cgroup file such as memory.events, or -1. */
-static long cgroup_event(const char *file, const char *key)
-{
-	char line[128];
-	size_t n = strlen(key);
-	long value = -1;
-	FILE *f = fopen(file, "re");
-
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ' ')
-			value = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return value;
-}
-
 /* Writes @prefix and the 16 hex digits of @value into @dst, one byte at a time. */
 static void put_marker(volatile char *dst, const char *prefix, uint64_t value)
 {
@@ -321,7 +294,7 @@ static void limit_victim(void)
 
 static void test_cgroup_limit_stops_secret_faults(void)
 {
-	long kills = cgroup_event(TEST_CGROUP "/memory.events", "oom_kill"), areas = -1;
+	long kills = key_value_sep(TEST_CGROUP "/memory.events", "oom_kill", ' '), areas = -1;
 	int status;
 	pid_t pid;
 
@@ -338,13 +311,13 @@ static void test_cgroup_limit_stops_secret_faults(void)
 	printf("# victim ended with %s %d; cgroup oom_kill %ld -> %ld, max %ld kB; areas %ld, pages %ld\n",
 	       WIFSIGNALED(status) ? "signal" : "exit",
 	       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), kills,
-	       cgroup_event(TEST_CGROUP "/memory.events", "oom_kill"),
+	       key_value_sep(TEST_CGROUP "/memory.events", "oom_kill", ' '),
 	       read_long(TEST_CGROUP "/memory.peak") >> 10, areas, key_value(STATS, "pages"));
 	fflush(stdout);
 	CHECK(WIFSIGNALED(status));
 	CHECK(WTERMSIG(status) == SIGBUS ||
 	      (WTERMSIG(status) == SIGKILL &&
-	       cgroup_event(TEST_CGROUP "/memory.events", "oom_kill") > kills));
+	       key_value_sep(TEST_CGROUP "/memory.events", "oom_kill", ' ') > kills));
 	CHECK(areas == 0 && key_value(STATS, "pages") == 0);
 	CHECK(key_value(STATS, "direct_map_removals") == key_value(STATS, "direct_map_restores"));
 }

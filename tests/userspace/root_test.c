@@ -28,15 +28,6 @@ static long stat_value(const char *key)
 	return value;
 }
 
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY);
-
-	CHECK(fd >= 0);
-	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-	close(fd);
-}
-
 static void test_stats_follow_pages(void)
 {
 	long areas = stat_value("areas"), pages = stat_value("pages");
@@ -454,16 +445,8 @@ static void test_failed_init_leaves_nothing(void)
 /* Reads counter @key of /proc/vmstat. */
 static long vmstat(const char *key)
 {
-	char line[128];
-	size_t n = strlen(key);
-	long value = -1;
-	FILE *f = fopen("/proc/vmstat", "re");
+	long value = key_value_sep("/proc/vmstat", key, ' ');
 
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ' ')
-			value = strtol(line + n + 1, NULL, 10);
-	fclose(f);
 	CHECK(value >= 0);
 	return value;
 }

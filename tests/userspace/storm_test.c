@@ -83,18 +83,9 @@ static unsigned int rnd(struct worker *w, unsigned int n)
 
 static int create(struct worker *w, unsigned int flags)
 {
-	int dev, fd, err;
-
 	if (rnd(w, 2))
 		return syscall(syscall_nr, flags);
-	dev = open(SECRETMEM_DEVICE, O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return -1;
-	fd = ioctl(dev, SECRETMEM_CREATE, flags);
-	err = errno;
-	close(dev);
-	errno = err;
-	return fd;
+	return secretmemfd_ioctl(flags);
 }
 
 /* Each page starts with MAGIC and its index: what a sharer must see. */
