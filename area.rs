@@ -18,6 +18,7 @@ use crate::{
         SleepGuard,
         SLEEP_GUARD, //
     },
+    kvm_guard,
     memlock::MemlockCharge,
     shim,
     stats::STATS, //
@@ -134,11 +135,15 @@ pub(crate) struct SecretArea {
 impl SecretArea {
     /// Creates an empty area of size zero, charged to the current user.
     ///
-    /// Fails with `EBUSY` while a hibernation or a restore is in progress.
+    /// Fails with `EBUSY` while a hibernation or a restore is in progress, and with `EPERM`
+    /// while an unpatched KVM is present (`kvm_guard.rs`).
     pub(crate) fn new(mode: CacheMode) -> Result<Arc<Self>> {
         // SAFETY: Reading a module parameter has no precondition.
         let blocks = unsafe { shim::secretmem_shim_blocks_enabled() };
-        Self::create(mode, blocks, &SLEEP_GUARD)
+        let area = Self::create(mode, blocks, &SLEEP_GUARD)?;
+        // After the area is counted (see `kvm_guard.rs`); a refused area has no page yet.
+        kvm_guard::check_create()?;
+        Ok(area)
     }
 
     /// Creates an empty area that uses blocks only if `blocks` says so, counted by `guard`.

@@ -6,8 +6,11 @@
 //! for as long as it exists; dropping it puts the pages back, zeroes them and frees them, so a
 //! page that is out of the direct map can never reach the page allocator.
 //!
-//! A 2 MiB block leaves the direct map with one change and one TLB flush: x86 changes a whole,
-//! aligned 2 MiB direct-map entry in place, so blocks never split the direct map either.
+//! How pages leave and re-enter the direct map depends on what the kernel exports ([`backend`],
+//! chosen by Kbuild from `Module.symvers`). With kernel/patches/0001 a 2 MiB block leaves it
+//! with one change and one TLB flush: x86 changes a whole, aligned 2 MiB direct-map entry in
+//! place, so blocks never split the direct map either. On a kernel nobody patched, the MCE
+//! helpers change one page and flush every CPU's TLB per call.
 
 use crate::{
     shim,
@@ -25,7 +28,6 @@ use kernel::{
         c_ulong,
         c_void, //
     },
-    page::PAGE_SIZE,
     prelude::*,
     sync::atomic::Relaxed,
     task::might_sleep,
@@ -109,45 +111,39 @@ impl<const ORDER: u32> SecretPages<ORDER> {
         page: NonNull<bindings::page>,
         mode: CacheMode,
     ) -> Result<Self> {
-        // The TLB flush below needs interrupts enabled; this says so under
+        // The TLB flushes below need interrupts enabled; this says so under
         // `CONFIG_DEBUG_ATOMIC_SLEEP`.
         might_sleep();
-        let raw = page.as_ptr();
-        let count = Self::PAGES as c_int;
-        let mut ret = 0;
         if mode == CacheMode::Uncached {
             // SAFETY: The pages are ours and in the direct map (the caller's guarantee).
-            ret = unsafe { shim::set_pages_uc(raw, count) };
+            let ret = unsafe { shim::set_pages_uc(page.as_ptr(), Self::PAGES as c_int) };
+            if ret != 0 {
+                // A change of memory type can fail half way: make every page write-back again
+                // before freeing them, or leak them.
+                // SAFETY: The pages are ours and in the direct map.
+                if unsafe { restore_write_back(page, Self::PAGES, mode) } {
+                    // SAFETY: In the direct map, write-back and never handed out.
+                    unsafe { give_back_pages::<ORDER>(page) };
+                }
+                return Err(Error::from_errno(ret));
+            }
         }
-        if ret == 0 {
-            // SAFETY: The pages are ours and nothing else maps or reads them.
-            ret = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, false) };
-        }
-        if ret != 0 {
-            // A change of attributes can fail half way: put every page back and make it
-            // write-back before freeing, or leak them.
-            // SAFETY: The pages are ours and unmapped; making them present needs no flush.
-            let present = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, true) };
-            // SAFETY: The pages are ours and, if `present` is 0, in the direct map.
-            if present == 0 && unsafe { restore_write_back(page, Self::PAGES, mode) } {
+        // SAFETY: The pages are ours, in the direct map, and nothing else maps or reads them;
+        // we run in process context that may sleep (a fault, or a KUnit case), as the
+        // allocation before this did.
+        if let Err(failed) = unsafe { backend::remove(page, Self::PAGES) } {
+            // SAFETY: The pages are ours and, if `restored`, back in the direct map.
+            if failed.restored && unsafe { restore_write_back(page, Self::PAGES, mode) } {
                 // SAFETY: Back in the direct map, write-back and never handed out.
                 unsafe { give_back_pages::<ORDER>(page) };
             } else {
-                pr_err!("cannot undo a failed direct-map removal: leaking {count} pages\n");
+                pr_err!(
+                    "cannot undo a failed direct-map removal: leaking {} pages\n",
+                    Self::PAGES
+                );
             }
-            return Err(Error::from_errno(ret));
+            return Err(failed.error);
         }
-        STATS.direct_map_removals.add(Self::PAGES as u64, Relaxed);
-
-        // SAFETY: `page` is a valid page, so `page_address` is its direct-map address.
-        let start = unsafe { shim::secretmem_shim_page_address(raw) };
-        // SAFETY: Flushing a kernel range waits for the other CPUs, so it needs interrupts
-        // enabled and no spinlock held: we run in process context that may sleep (a fault, or a
-        // KUnit case), as the allocation above did.
-        unsafe {
-            shim::flush_tlb_kernel_range(start, start + (Self::PAGES * PAGE_SIZE) as c_ulong)
-        };
-        STATS.tlb_flushes.add(1, Relaxed);
         STATS.pages.add(Self::PAGES, Relaxed);
         if ORDER > 0 {
             STATS.blocks.add(1, Relaxed);
@@ -273,14 +269,17 @@ pub(crate) static RESTORED_WHILE_TEST_AREA_COUNTED: kernel::sync::atomic::Atomic
 /// [`SecretPages::remove_from_direct_map`] with `mode`, and nothing may map them any more.
 unsafe fn restore_pages(page: NonNull<bindings::page>, count: usize, mode: CacheMode) -> bool {
     let raw = page.as_ptr();
-    // SAFETY: The pages are ours and out of the direct map; putting them back needs no flush.
-    let ret = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, true) };
+    // SAFETY: The pages are ours, out of the direct map, and mapped by nobody.
+    let restored = unsafe { backend::restore(page, count) };
     STATS.pages.fetch_sub(count, Relaxed);
     if count > 1 {
         STATS.blocks.fetch_sub(1, Relaxed);
     }
-    if ret != 0 {
-        pr_err!("cannot restore the direct map of {count} secret pages ({ret}): leaking them\n");
+    if let Err(e) = restored {
+        pr_err!(
+            "cannot restore the direct map of {count} secret pages ({}): leaking them\n",
+            e.to_errno()
+        );
         return false;
     }
     STATS.direct_map_restores.add(count as u64, Relaxed);
@@ -325,3 +324,135 @@ unsafe fn give_back_pages<const ORDER: u32>(page: NonNull<bindings::page>) {
     // SAFETY: The caller's guarantees.
     unsafe { shim::secretmem_shim_free_pages(page.as_ptr(), ORDER) };
 }
+
+/// Why pages did not leave the direct map.
+struct RemoveFailed {
+    error: Error,
+    /// Whether every page is back in the direct map, so that the pages may be freed.
+    restored: bool,
+}
+
+/// Direct-map changes through kernel/patches/0001's exports: one change and one ranged TLB
+/// flush for any number of contiguous pages.
+#[cfg(secretmem_backend_patched)]
+mod backend {
+    use super::*;
+    use kernel::page::PAGE_SIZE;
+
+    /// The backend's name, for `modinfo`, the stats and `secretmem status`.
+    pub(crate) const NAME: &str = "patched";
+
+    /// Takes `count` pages from `page` out of the direct map and flushes every CPU's TLB entry
+    /// for them. On failure the pages are put back if possible.
+    ///
+    /// # Safety
+    ///
+    /// The pages must be ours, in the direct map and not mapped anywhere else; the caller must
+    /// be able to sleep with interrupts enabled (the flush waits for the other CPUs).
+    pub(super) unsafe fn remove(
+        page: NonNull<bindings::page>,
+        count: usize,
+    ) -> Result<(), RemoveFailed> {
+        let raw = page.as_ptr();
+        // SAFETY: The caller's guarantees.
+        let ret = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, false) };
+        if ret != 0 {
+            // A change can fail half way. Entries that are not present are never cached in a
+            // TLB, so putting them back needs no flush.
+            // SAFETY: The pages are ours.
+            let back = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, true) };
+            return Err(RemoveFailed {
+                error: Error::from_errno(ret),
+                restored: back == 0,
+            });
+        }
+        STATS.direct_map_removals.add(count as u64, Relaxed);
+        // SAFETY: `page` is a valid page, so `page_address` is its direct-map address.
+        let start = unsafe { shim::secretmem_shim_page_address(raw) };
+        // SAFETY: Flushing a kernel range waits for the other CPUs: the caller may sleep with
+        // interrupts enabled.
+        unsafe { shim::flush_tlb_kernel_range(start, start + (count * PAGE_SIZE) as c_ulong) };
+        STATS.tlb_flushes.add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Puts `count` pages from `page` back into the direct map.
+    ///
+    /// # Safety
+    ///
+    /// The pages must be ours and out of the direct map by [`remove`].
+    pub(super) unsafe fn restore(page: NonNull<bindings::page>, count: usize) -> Result {
+        // SAFETY: The caller's guarantees; making entries present needs no flush.
+        let ret =
+            unsafe { shim::set_direct_map_valid_noflush(page.as_ptr(), count as c_uint, true) };
+        kernel::error::to_result(ret)
+    }
+}
+
+/// Direct-map changes through `set_mce_nospec()` and `clear_mce_nospec()`, which every x86_64
+/// kernel since 6.15 exports to GPL modules: one page per call, and each removal flushes every
+/// CPU's TLB. The removal goes through a non-canonical alias of the page's address, so the real
+/// address is never touched.
+#[cfg(not(secretmem_backend_patched))]
+mod backend {
+    use super::*;
+
+    /// The backend's name, for `modinfo`, the stats and `secretmem status`.
+    pub(crate) const NAME: &str = "mce-helpers";
+
+    /// Takes `count` pages from `page` out of the direct map, flushing every CPU's TLB after
+    /// each. On failure the pages already taken out are put back if possible.
+    ///
+    /// # Safety
+    ///
+    /// The pages must be ours, in the direct map and not mapped anywhere else; the caller must
+    /// be able to sleep with interrupts enabled (each flush waits for the other CPUs).
+    pub(super) unsafe fn remove(
+        page: NonNull<bindings::page>,
+        count: usize,
+    ) -> Result<(), RemoveFailed> {
+        // SAFETY: `page` is a valid page.
+        let pfn = unsafe { shim::secretmem_shim_page_to_pfn(page.as_ptr()) };
+        for i in 0..count {
+            // SAFETY: The page is ours, in the direct map and unused (the caller's guarantees).
+            let ret = unsafe { shim::set_mce_nospec(pfn + i as c_ulong) };
+            if ret != 0 {
+                STATS.direct_map_removals.add(i as u64, Relaxed);
+                STATS.tlb_flushes.add(i as u64, Relaxed);
+                let restored = (0..i).fold(true, |ok, j| {
+                    // SAFETY: Page `j` is ours and was taken out just above.
+                    ok & (unsafe { shim::clear_mce_nospec(pfn + j as c_ulong) } == 0)
+                });
+                return Err(RemoveFailed {
+                    error: Error::from_errno(ret),
+                    restored,
+                });
+            }
+        }
+        STATS.direct_map_removals.add(count as u64, Relaxed);
+        STATS.tlb_flushes.add(count as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Puts `count` pages from `page` back into the direct map; fails if any stays out.
+    ///
+    /// # Safety
+    ///
+    /// The pages must be ours and out of the direct map by [`remove`].
+    pub(super) unsafe fn restore(page: NonNull<bindings::page>, count: usize) -> Result {
+        // SAFETY: `page` is a valid page.
+        let pfn = unsafe { shim::secretmem_shim_page_to_pfn(page.as_ptr()) };
+        let mut ret = 0;
+        // Every page that can go back goes back, even after a failure.
+        for i in 0..count {
+            // SAFETY: The page is ours and out of the direct map (the caller's guarantees).
+            let one = unsafe { shim::clear_mce_nospec(pfn + i as c_ulong) };
+            if ret == 0 {
+                ret = one;
+            }
+        }
+        kernel::error::to_result(ret)
+    }
+}
+
+pub(crate) use backend::NAME as BACKEND;

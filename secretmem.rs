@@ -41,6 +41,7 @@ mod direct_map;
 mod hibernation;
 #[cfg(CONFIG_KUNIT)]
 mod kunit_tests;
+mod kvm_guard;
 mod memlock;
 mod secretmem_fops;
 mod shim;
@@ -57,7 +58,8 @@ module! {
 /// `ioctl(devfd, SECRETMEM_CREATE, flags)`: the UAPI header's request.
 const SECRETMEM_CREATE: u32 = _IO(0xB9, 0x01);
 
-/// The module: the stats file, the hibernation guard, the system call entry and the device.
+/// The module: the stats file, the hibernation guard, the watch on KVM, the system call entry
+/// and the device.
 ///
 /// The user-visible entries are registered last, the device very last, and unregistered first:
 /// fields drop in declaration order, the reverse of the order `init` registers them in. Nothing
@@ -70,6 +72,7 @@ struct SecretMemModule {
     #[pin]
     _device: DeviceRegistration,
     _entry: SyscallEntry,
+    _kvm_watch: kvm_guard::KvmWatch,
     _hibernation: hibernation::PmRegistration,
     #[pin]
     _stats_file: debugfs::File<stats::StatsFile>,
@@ -83,6 +86,7 @@ impl kernel::InPlaceModule for SecretMemModule {
             _stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
             _debugfs_dir: dir,
             _hibernation: hibernation::PmRegistration::register()?,
+            _kvm_watch: kvm_guard::KvmWatch::register()?,
             _: { init_fault_point(1)? },
             _entry: SyscallEntry::register()?,
             _: { init_fault_point(2)? },

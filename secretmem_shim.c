@@ -18,7 +18,9 @@
 #include <linux/notifier.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/user.h>
+#ifdef SECRETMEM_HAVE_SYSCALL
 #include <linux/secretmemfd_entry.h>
+#endif
 #include <linux/smp.h>
 #include <linux/string.h>
 #include <linux/suspend.h>
@@ -28,6 +30,9 @@
 
 #include "include/uapi/linux/secretmemfd.h"
 #include "secretmem_shim.h"
+
+/* How pages leave the direct map on this kernel, chosen by Kbuild. */
+MODULE_INFO(backend, SECRETMEM_BACKEND);
 
 /* Whether new areas back each whole 2 MiB chunk with one block. */
 static bool blocks = true;
@@ -297,6 +302,7 @@ void secretmem_shim_pm_unregister(void)
 	unregister_pm_notifier(&secretmem_pm_nb);
 }
 
+#ifdef SECRETMEM_HAVE_SYSCALL
 static struct secretmemfd_entry secretmem_entry = {
 	.owner = THIS_MODULE,
 };
@@ -317,6 +323,86 @@ void secretmem_shim_entry_unregister(void)
 	syscall_nr = -1;
 	secretmemfd_entry_unregister(&secretmem_entry);
 }
+#else
+/* Without kernel/patches/0002 there is no system call to serve. */
+int secretmem_shim_entry_register(long (*create)(unsigned int flags))
+{
+	return 0;
+}
+
+void secretmem_shim_entry_unregister(void)
+{
+}
+#endif
+
+#ifndef SECRETMEM_BACKEND_PATCHED
+/* Lifts the refusal of secret memory next to an unpatched KVM (kvm_guard.rs). */
+static bool allow_unpatched_kvm;
+module_param(allow_unpatched_kvm, bool, 0644);
+MODULE_PARM_DESC(allow_unpatched_kvm,
+		 "allow secret memory while KVM is loaded on a kernel without the secretmem KVM patch: KVM can then read a secret page through the direct map and oops the host (default: off)");
+
+bool secretmem_shim_allow_unpatched_kvm(void)
+{
+	return READ_ONCE(allow_unpatched_kvm);
+}
+
+static int (*secretmem_kvm_coming)(void);
+static void (*secretmem_kvm_live)(void);
+static void (*secretmem_kvm_going)(void);
+
+/* Hands the loading and the unloading of the kvm module to the module. */
+static int secretmem_module_notify(struct notifier_block *nb,
+				   unsigned long action, void *data)
+{
+	struct module *mod = data;
+
+	if (strcmp(mod->name, "kvm"))
+		return NOTIFY_DONE;
+	switch (action) {
+	case MODULE_STATE_COMING:
+		return notifier_from_errno(secretmem_kvm_coming());
+	case MODULE_STATE_LIVE:
+		secretmem_kvm_live();
+		return NOTIFY_OK;
+	case MODULE_STATE_GOING:
+		secretmem_kvm_going();
+		return NOTIFY_OK;
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block secretmem_module_nb = {
+	.notifier_call = secretmem_module_notify,
+};
+
+int secretmem_shim_kvm_watch(int (*coming)(void), void (*live)(void),
+			     void (*going)(void))
+{
+	secretmem_kvm_coming = coming;
+	secretmem_kvm_live = live;
+	secretmem_kvm_going = going;
+	return register_module_notifier(&secretmem_module_nb);
+}
+
+void secretmem_shim_kvm_unwatch(void)
+{
+	unregister_module_notifier(&secretmem_module_nb);
+}
+
+/*
+ * Whether KVM is built in or its module is live now: kvm_get_kvm() is one
+ * of its GPL exports. A module still in its init is not found; the
+ * notifier's MODULE_STATE_LIVE event covers it.
+ */
+bool secretmem_shim_kvm_present(void)
+{
+	if (!__symbol_get("kvm_get_kvm"))
+		return false;
+	__symbol_put("kvm_get_kvm");
+	return true;
+}
+#endif
 
 /* Fills @nr pages from @page with @byte through the direct map (tests). */
 void secretmem_shim_fill_pages(struct page *page, unsigned int nr, u8 byte)

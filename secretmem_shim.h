@@ -55,6 +55,12 @@ void secretmem_shim_pm_unregister(void);
 int secretmem_shim_entry_register(long (*create)(unsigned int flags));
 void secretmem_shim_entry_unregister(void);
 
+int secretmem_shim_kvm_watch(int (*coming)(void), void (*live)(void),
+			     void (*going)(void));
+void secretmem_shim_kvm_unwatch(void);
+bool secretmem_shim_kvm_present(void);
+bool secretmem_shim_allow_unpatched_kvm(void);
+
 void secretmem_shim_fill_pages(struct page *page, unsigned int nr, u8 byte);
 bool secretmem_shim_pages_zero(struct page *page, unsigned int nr);
 bool secretmem_shim_direct_map_present(struct page *page);

@@ -37,6 +37,7 @@ extern "C" {
     pub(crate) fn secretmem_shim_in_uncached_group() -> bool;
 
     pub(crate) fn secretmem_shim_page_to_pfn(page: *mut bindings::page) -> c_ulong;
+    #[cfg(secretmem_backend_patched)]
     pub(crate) fn secretmem_shim_page_address(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn secretmem_shim_blocks_enabled() -> bool;
     pub(crate) fn secretmem_shim_alloc_pages(order: c_uint) -> *mut bindings::page;
@@ -74,6 +75,19 @@ extern "C" {
     ) -> c_int;
     pub(crate) fn secretmem_shim_entry_unregister();
 
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn secretmem_shim_kvm_watch(
+        coming: unsafe extern "C" fn() -> c_int,
+        live: unsafe extern "C" fn(),
+        going: unsafe extern "C" fn(),
+    ) -> c_int;
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn secretmem_shim_kvm_unwatch();
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn secretmem_shim_kvm_present() -> bool;
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn secretmem_shim_allow_unpatched_kvm() -> bool;
+
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_fill_pages(page: *mut bindings::page, nr: c_uint, byte: u8);
     #[cfg(CONFIG_KUNIT)]
@@ -89,12 +103,20 @@ extern "C" {
     ) -> c_int;
 
     // Exported to this module by kernel/patches/0001.
+    #[cfg(secretmem_backend_patched)]
     pub(crate) fn set_direct_map_valid_noflush(
         page: *mut bindings::page,
         nr: c_uint,
         valid: bool,
     ) -> c_int;
+    #[cfg(secretmem_backend_patched)]
     pub(crate) fn flush_tlb_kernel_range(start: c_ulong, end: c_ulong);
+
+    // Exported to GPL modules by x86_64 kernels since 6.15: the backend without our patches.
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn set_mce_nospec(pfn: c_ulong) -> c_int;
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn clear_mce_nospec(pfn: c_ulong) -> c_int;
 
     // Exported to all GPL modules.
     pub(crate) fn set_pages_uc(page: *mut bindings::page, numpages: c_int) -> c_int;

@@ -48,6 +48,8 @@ impl fmt::Debug for StatsFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &STATS;
         let pages = s.pages.load(Relaxed);
+        writeln!(f, "backend: {}", crate::direct_map::BACKEND)?;
+        writeln!(f, "kvm: {}", crate::kvm_guard::state())?;
         writeln!(f, "areas: {}", SLEEP_GUARD.areas())?;
         writeln!(f, "pages: {}", pages)?;
         writeln!(f, "bytes: {}", pages * PAGE_SIZE)?;

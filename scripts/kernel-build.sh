@@ -8,6 +8,8 @@
 #   --key    print the cache entry's path and whether it is complete; build nothing
 #   debug    the fragment as it is: KASAN, lockdep, kmemleak; what make check boots
 #   release  the same without the debug options (kernel/release.config): benchmarks
+#   unpatched  debug, with none of kernel/patches and KVM as a module
+#            (kernel/unpatched.config): the kernel nobody patched
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -22,12 +24,16 @@ if [ "${1:-}" = --key ]; then
 fi
 VARIANT=${1:-${SECRETMEM_KERNEL:-debug}}
 FRAGMENTS=("$SECRETMEM_TOP/kernel/secretmem.config")
+PATCHES=("$SECRETMEM_TOP"/kernel/patches/*.patch)
 case "$VARIANT" in
 debug) ;;
 release) FRAGMENTS+=("$SECRETMEM_TOP/kernel/release.config") ;;
-*) die "unknown kernel variant '$VARIANT' (debug or release)" ;;
+unpatched)
+	FRAGMENTS+=("$SECRETMEM_TOP/kernel/unpatched.config")
+	PATCHES=()
+	;;
+*) die "unknown kernel variant '$VARIANT' (debug, release or unpatched)" ;;
 esac
-PATCHES=("$SECRETMEM_TOP"/kernel/patches/*.patch)
 
 version=$(apt-cache policy "$PKG" 2>/dev/null | awk '/Candidate:/ { print $2 }')
 if [ -z "$version" ] || [ "$version" = "(none)" ]; then
@@ -39,7 +45,7 @@ fi
 
 key=$( {
 	echo "$PKG $version recipe $RECIPE variant $VARIANT"
-	cat "${FRAGMENTS[@]}" "${PATCHES[@]}"
+	cat "${FRAGMENTS[@]}" ${PATCHES[@]+"${PATCHES[@]}"}
 	"$LLVM_BIN/clang" --version | head -n 1
 	rustc --version
 	bindgen --version
@@ -88,7 +94,7 @@ dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$PKG.tar.xz" | tar -xJ -C "$
 mv "$entry/$PKG" "$tree" || die "$deb did not hold $PKG/"
 
 cd "$tree"
-for p in "${PATCHES[@]}"; do
+for p in ${PATCHES[@]+"${PATCHES[@]}"}; do
 	patch -p1 -s --forward <"$p" >"$entry/patch.log" 2>&1 ||
 		die "patch $(basename "$p") does not apply to $PKG $version: $(tail -n 3 "$entry/patch.log")"
 done
