@@ -195,7 +195,7 @@ def print_table(report, out):
         n = report["latency"][0]["iterations"]
         w(f"\n4 KiB secret: create + size + mmap + touch + munmap + close, {n} times "
           "(anon: mmap + touch + munmap)\n")
-        w(f"{'target':<32} {'p50 us':>9} {'ratio':>6} {'p99 us':>9} {'ratio':>6} "
+        w(f"{'target':<34} {'p50 us':>9} {'ratio':>6} {'p99 us':>9} {'ratio':>6} "
           f"{'L2 splits':>9} {'TLB flushes':>11}\n")
         # Each target's other ways of creating follow its own line.
         rows = []
@@ -205,13 +205,13 @@ def print_table(report, out):
                      if v["target"] == r["target"]]
         for r, name in rows:
             v = r["vs_memfd_secret"]
-            w(f"{name:<32} {r['p50_us']:9.1f} {fmt_ratio(v['p50'])} {r['p99_us']:9.1f} "
+            w(f"{name:<34} {r['p50_us']:9.1f} {fmt_ratio(v['p50'])} {r['p99_us']:9.1f} "
               f"{fmt_ratio(v['p99'])} {r['l2_splits']:>9} {r['tlb_flushes']:>11}\n")
         w("\np50 of each step on its own, us\n")
-        w(f"{'target':<32}" + "".join(f" {s:>9}" for s in STEPS) + "\n")
+        w(f"{'target':<34}" + "".join(f" {s:>9}" for s in STEPS) + "\n")
         for r, name in rows:
             steps = r.get("steps_p50_us") or {}
-            w(f"{name:<32}" + "".join(f" {num(steps.get(s), 9, 1)}" for s in STEPS) + "\n")
+            w(f"{name:<34}" + "".join(f" {num(steps.get(s), 9, 1)}" for s in STEPS) + "\n")
 
 
 STYLE = {
