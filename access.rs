@@ -55,12 +55,16 @@ pub(crate) fn withdraw_device() {
 /// Fails with `ENOSYS` while the device is not registered, with the error of the open (`EACCES`,
 /// `EPERM`, `ENOENT`, ...) when the caller may not open the node, and with `EACCES` when the node
 /// is another device.
+///
+/// Called from the system call with no lock held: the device file it opens is released before it
+/// returns, as `close(2)` releases a file.
 pub(crate) fn check_system_call() -> Result {
     let devt = DEVICE_NUMBER.load(Relaxed);
     if devt == 0 {
         return Err(ENOSYS);
     }
-    // SAFETY: Opens and closes a file as the current task; no precondition.
+    // SAFETY: Opens and closes a file as the current task, in process context with no lock held
+    // (the system call entry is the only caller), so the file's release may run here.
     to_result(unsafe { shim::secretmem_shim_may_open_device(devt) })
 }
 

@@ -34,8 +34,20 @@ results.json, one object:
     target, size_bytes (4096), iterations
     p50_us, p99_us, mean_us, max_us
     l2_splits, l3_splits, tlb_flushes   added over all iterations, the 100 unmeasured
-                                        warm-up ones included
+                                        warm-up ones included (secretmemfd targets: those
+                                        of all ways of creating over their number)
     vs_memfd_secret    {"p50": x, "p99": x}: speed against memfd_secret, above 1 is faster
+    via                how secretmemfd targets created the file: "syscall" (the library's
+                       first choice) or "ioctl" if the module serves no system call;
+                       "" for the other targets (absent in older files)
+    steps_p50_us       {"create", "ftruncate", "mmap", "touch", "munmap", "close"}: the
+                       p50 of each step on its own; they need not add up to p50_us
+                       (absent in older files)
+  latency_via    secretmemfd targets only: the same latency for the other ways of
+                 creating, taking turns with the one in "latency" secret by secret:
+                 "ioctl" (open the device, ioctl, close it, as <secretmemfd.h> does)
+                 and "ioctl-held" (the ioctl on a device descriptor opened once).
+                 Same fields; vs_memfd_secret compares with memfd_secret as above.
 """
 
 import argparse
@@ -45,6 +57,7 @@ import sys
 
 TARGETS = ["secretmemfd", "secretmemfd-uncached", "memfd_secret", "memfd", "anon"]
 REFERENCE = "memfd_secret"
+STEPS = ["create", "ftruncate", "mmap", "touch", "munmap", "close"]
 NOTE = ("TCG emulates the CPU: absolute numbers are not hardware numbers, "
         "only ratios within one run mean anything.")
 METHOD = ("Each target ran in a freshly booted guest: first the 4 KiB latency, "
@@ -70,7 +83,7 @@ def fmt_ratio(x):
 
 
 def load(paths):
-    system, sizes, latency, host_load = {}, {}, {}, {}
+    system, sizes, latency, latency_via, host_load = {}, {}, {}, {}, {}
     for path in paths:
         # bench.sh leaves the host's load average before and after the boot beside it.
         try:
@@ -94,14 +107,16 @@ def load(paths):
                         "runs": [], "skipped": rec["reason"]}
                 elif kind == "latency":
                     latency[rec["target"]] = rec
-    return system, sizes, latency, host_load
+                elif kind == "latency_via":
+                    latency_via[(rec["target"], rec["via"])] = rec
+    return system, sizes, latency, latency_via, host_load
 
 
 def order(targets):
     return sorted(targets, key=lambda t: TARGETS.index(t) if t in TARGETS else len(TARGETS))
 
 
-def build(args, system, sizes, latency, host_load):
+def build(args, system, sizes, latency, latency_via, host_load):
     results = []
     for size in sorted({s for _, s in sizes}):
         ref = sizes.get((REFERENCE, size), {})
@@ -113,7 +128,7 @@ def build(args, system, sizes, latency, host_load):
             }
             results.append(rec)
     ref = latency.get(REFERENCE, {})
-    lat = []
+    lat, via = [], []
     for target in order(latency):
         rec = latency[target]
         rec["vs_memfd_secret"] = {
@@ -121,6 +136,13 @@ def build(args, system, sizes, latency, host_load):
             "p99": ratio(ref.get("p99_us"), rec["p99_us"]),
         }
         lat.append(rec)
+        for key in sorted(k for k in latency_via if k[0] == target):
+            rec = latency_via[key]
+            rec["vs_memfd_secret"] = {
+                "p50": ratio(ref.get("p50_us"), rec["p50_us"]),
+                "p99": ratio(ref.get("p99_us"), rec["p99_us"]),
+            }
+            via.append(rec)
     return {
         "schema": 1,
         "kernel": system.get("kernel"),
@@ -133,6 +155,7 @@ def build(args, system, sizes, latency, host_load):
         "host_load": host_load,
         "results": results,
         "latency": lat,
+        "latency_via": via,
     }
 
 
@@ -172,12 +195,23 @@ def print_table(report, out):
         n = report["latency"][0]["iterations"]
         w(f"\n4 KiB secret: create + size + mmap + touch + munmap + close, {n} times "
           "(anon: mmap + touch + munmap)\n")
-        w(f"{'target':<21} {'p50 us':>9} {'ratio':>6} {'p99 us':>9} {'ratio':>6} "
+        w(f"{'target':<34} {'p50 us':>9} {'ratio':>6} {'p99 us':>9} {'ratio':>6} "
           f"{'L2 splits':>9} {'TLB flushes':>11}\n")
+        # Each target's other ways of creating follow its own line.
+        rows = []
         for r in report["latency"]:
+            rows.append((r, r["target"] + (f" ({r['via']})" if r.get("via") else "")))
+            rows += [(v, f"{v['target']} ({v['via']})") for v in report.get("latency_via", [])
+                     if v["target"] == r["target"]]
+        for r, name in rows:
             v = r["vs_memfd_secret"]
-            w(f"{r['target']:<21} {r['p50_us']:9.1f} {fmt_ratio(v['p50'])} {r['p99_us']:9.1f} "
+            w(f"{name:<34} {r['p50_us']:9.1f} {fmt_ratio(v['p50'])} {r['p99_us']:9.1f} "
               f"{fmt_ratio(v['p99'])} {r['l2_splits']:>9} {r['tlb_flushes']:>11}\n")
+        w("\np50 of each step on its own, us\n")
+        w(f"{'target':<34}" + "".join(f" {s:>9}" for s in STEPS) + "\n")
+        for r, name in rows:
+            steps = r.get("steps_p50_us") or {}
+            w(f"{name:<34}" + "".join(f" {num(steps.get(s), 9, 1)}" for s in STEPS) + "\n")
 
 
 STYLE = {
