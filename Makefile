@@ -4,7 +4,8 @@
 #   make          build secretmemfd.ko against the cached guest kernel (or KDIR=...;
 #                 KERNEL=release for the variant without debug options)
 #   make demo     boot the guest, load the module, run the demo
-#   make check    build everything and run every test in the guest
+#   make check    build everything and run every test in the guest, on our patched kernel
+#                 and on one with none of our patches (module-unpatched)
 #   make bench    benchmark secret memory in the guest (release kernel unless KERNEL=debug)
 #   make clippy / fmt / fmt-check
 
@@ -20,7 +21,7 @@ KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)
 # rustfmt follows the crate root to every module.
 RUST_SRC = secretmem.rs
 
-.PHONY: all module setup kernel clippy fmt fmt-check userspace demo check bench clean
+.PHONY: all module module-unpatched setup kernel clippy fmt fmt-check userspace demo check bench clean
 
 all: module
 
@@ -32,6 +33,16 @@ kernel: setup
 
 module: setup
 	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 modules
+
+# The module for the kernel with none of our patches (scripts/kernel-build.sh
+# unpatched), built from a copy of the sources in build/unpatched: a source
+# directory builds for one kernel at a time. rsync keeps the copies' times, so
+# an unchanged module is not rebuilt.
+MODULE_SRC = Kbuild $(wildcard *.rs) secretmem_shim.c secretmem_shim.h include
+module-unpatched: setup
+	@kdir=$$(scripts/kernel-build.sh unpatched) && mkdir -p build/unpatched && \
+		rsync -a $(MODULE_SRC) build/unpatched/ && \
+		$(MAKE) -C "$$kdir" M=$(CURDIR)/build/unpatched LLVM=1 modules
 
 clippy: setup
 	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 CLIPPY=1 modules
@@ -48,7 +59,7 @@ userspace:
 demo: module userspace
 	@scripts/vm-run.sh tests/guest/demo.sh
 
-check: module userspace
+check: module module-unpatched userspace
 	@scripts/check.sh
 
 bench: module
@@ -56,7 +67,7 @@ bench: module
 	@scripts/bench.sh
 
 clean:
-	@rm -rf .tmp_versions *.o *.ko *.mod *.mod.c *.cmd .*.cmd modules.order Module.symvers \
+	@rm -rf build .tmp_versions *.o *.ko *.mod *.mod.c *.cmd .*.cmd modules.order Module.symvers \
 		*.rmeta .*.d rust-project.json
 	@$(MAKE) -s -C tests/userspace clean
 	@$(MAKE) -s -C benchmarks clean

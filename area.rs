@@ -135,8 +135,8 @@ pub(crate) struct SecretArea {
 impl SecretArea {
     /// Creates an empty area of size zero, charged to the current user.
     ///
-    /// Fails with `EBUSY` while a hibernation or a restore is in progress, and with `EPERM`
-    /// while an unpatched KVM is present (`kvm_guard.rs`).
+    /// Fails with `EBUSY` while a hibernation or a restore is in progress, or while an
+    /// unpatched KVM is present (`kvm_guard.rs`).
     pub(crate) fn new(mode: CacheMode) -> Result<Arc<Self>> {
         // SAFETY: Reading a module parameter has no precondition.
         let blocks = unsafe { shim::secretmem_shim_blocks_enabled() };
@@ -228,6 +228,9 @@ impl SecretArea {
             return Ok(resident);
         }
         self.hold.guard().may_add_page()?;
+        if self.hold.guard().user_areas() {
+            kvm_guard::may_add_page()?;
+        }
         let chunk = index / BLOCK_PAGES;
         let whole = ((chunk + 1) * BLOCK_PAGES) as u64 <= pages;
         if self.blocks && whole && self.chunks.lock().get(chunk).is_none() {

@@ -415,14 +415,21 @@ mod backend {
         let pfn = unsafe { shim::secretmem_shim_page_to_pfn(page.as_ptr()) };
         for i in 0..count {
             // SAFETY: The page is ours, in the direct map and unused (the caller's guarantees).
-            let ret = unsafe { shim::set_mce_nospec(pfn + i as c_ulong) };
+            let mut ret = unsafe { shim::set_mce_nospec(pfn + i as c_ulong) };
+            // The helper's name is all Kbuild checked, and it leaves some pages alone (SGX
+            // memory): the page must be gone from the direct map.
+            // SAFETY: `page + i` is a valid page of ours.
+            if ret == 0 && unsafe { shim::secretmem_shim_direct_map_present(page.as_ptr().add(i)) }
+            {
+                ret = EFAULT.to_errno();
+            }
             if ret != 0 {
-                STATS.direct_map_removals.add(i as u64, Relaxed);
-                STATS.tlb_flushes.add(i as u64, Relaxed);
-                let restored = (0..i).fold(true, |ok, j| {
-                    // SAFETY: Page `j` is ours and was taken out just above.
+                // Put back every page up to and including this one (a no-op on a present one).
+                let restored = (0..=i).fold(true, |ok, j| {
+                    // SAFETY: Page `j` is ours, out of the direct map or present.
                     ok & (unsafe { shim::clear_mce_nospec(pfn + j as c_ulong) } == 0)
                 });
+                STATS.tlb_flushes.add(i as u64, Relaxed);
                 return Err(RemoveFailed {
                     error: Error::from_errno(ret),
                     restored,

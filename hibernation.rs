@@ -55,10 +55,12 @@ pub(crate) struct SleepGuard {
     areas: Atomic<usize>,
     /// Whether a hibernation or a restore is between its prepare and post notifications.
     in_progress: Atomic<bool>,
+    /// Whether the areas are user space's, which KVM can reach (`kvm_guard.rs`).
+    user_areas: bool,
 }
 
 /// The module's guard.
-pub(crate) static SLEEP_GUARD: SleepGuard = SleepGuard::new();
+pub(crate) static SLEEP_GUARD: SleepGuard = SleepGuard::new().for_user_areas();
 
 /// The guard of the areas that the KUnit suite creates. The suite runs while the module is
 /// live, so it never counts its areas in, or starts a transition on, [`SLEEP_GUARD`]: users of
@@ -72,7 +74,21 @@ impl SleepGuard {
         Self {
             areas: Atomic::new(0),
             in_progress: Atomic::new(false),
+            user_areas: false,
         }
+    }
+
+    /// The same guard, counting areas that user space maps.
+    pub(crate) const fn for_user_areas(self) -> Self {
+        Self {
+            user_areas: true,
+            ..self
+        }
+    }
+
+    /// Whether the areas it counts are user space's.
+    pub(crate) fn user_areas(&self) -> bool {
+        self.user_areas
     }
 
     /// Returns the number of areas that exist now.

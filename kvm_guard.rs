@@ -6,10 +6,11 @@
 //! mappings included, and then reads or writes some of it through the direct map (kvmclock's
 //! page, its gfn-to-pfn caches): on a secret page that is a host oops. kernel/patches/0003 makes
 //! KVM refuse such pages. Without it nothing a module can do keeps KVM from following the
-//! mappings, so on the backend for unpatched kernels secret memory and KVM exclude each other:
+//! mappings, so on a kernel without the patch secret memory and KVM exclude each other:
 //!
 //! - while KVM is present (built in, or its module live), no secret memory file is created
-//!   ([`check_create`], `EPERM`);
+//!   ([`check_create`]) and no page is added to one ([`may_add_page`]): `EBUSY`, and `SIGBUS`
+//!   for a fault;
 //! - while a secret memory file exists, the kvm module does not load (its `MODULE_STATE_COMING`
 //!   notification fails with `EBUSY`).
 //!
@@ -17,14 +18,16 @@
 //! risk. As for hibernation (`hibernation.rs`), a creator counts its area and then reads the
 //! flag, the notifier sets the flag and then reads the count, each with a full barrier in
 //! between: at least one of them sees the other. A kvm module that is already in its init when
-//! this module registers its notifier is only seen once it is live: the flag is set then, and an
-//! area created in that window is reported.
+//! this module registers its notifier is only seen once it is live: the flag is set then, an
+//! area created in that window is reported, and it gets no page from then on. Pages it got
+//! before KVM was live are the one thing this cannot take back.
 //!
-//! With the patched backend KVM carries kernel/patches/0003 and this guard does nothing.
+//! Kbuild knows the patch from kernel/patches/0001's exports, which come with it
+//! (`secretmem_kvm_patched`); with it this guard does nothing.
 
 use kernel::prelude::*;
 
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 use {
     crate::{
         hibernation::SLEEP_GUARD,
@@ -43,19 +46,19 @@ use {
 };
 
 /// Whether KVM is present: built in, or its module coming or live.
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 static KVM_PRESENT: Atomic<bool> = Atomic::new(false);
 
 /// Whether the administrator accepted secret memory next to an unpatched KVM.
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 fn allowed() -> bool {
     // SAFETY: Reading a module parameter has no precondition.
     unsafe { shim::secretmem_shim_allow_unpatched_kvm() }
 }
 
 /// Checks, after a new area is counted in `SLEEP_GUARD`, that it may exist next to KVM; fails
-/// with `EPERM` while an unpatched KVM is present and not allowed.
-#[cfg(not(secretmem_backend_patched))]
+/// with `EBUSY` while an unpatched KVM is present and not allowed.
+#[cfg(not(secretmem_kvm_patched))]
 pub(crate) fn check_create() -> Result {
     if !KVM_PRESENT.load(Relaxed) {
         return Ok(());
@@ -69,17 +72,34 @@ pub(crate) fn check_create() -> Result {
         "refusing secret memory: KVM is loaded and this kernel lacks the secretmem KVM patch \
          (allow_unpatched_kvm=1 accepts the risk of a host oops)\n"
     );
-    Err(EPERM)
+    Err(EBUSY)
 }
 
-/// The patched backend's KVM refuses secret pages itself.
-#[cfg(secretmem_backend_patched)]
+/// Checks that a page may be added to an area now; fails with `EBUSY` while an unpatched KVM is
+/// present and not allowed (an area created while kvm was loading, or before the parameter was
+/// turned off).
+#[cfg(not(secretmem_kvm_patched))]
+pub(crate) fn may_add_page() -> Result {
+    if KVM_PRESENT.load(Relaxed) && !allowed() {
+        return Err(EBUSY);
+    }
+    Ok(())
+}
+
+/// The patched KVM refuses secret pages itself.
+#[cfg(secretmem_kvm_patched)]
+pub(crate) fn may_add_page() -> Result {
+    Ok(())
+}
+
+/// The patched KVM refuses secret pages itself.
+#[cfg(secretmem_kvm_patched)]
 pub(crate) fn check_create() -> Result {
     Ok(())
 }
 
 /// A description of the guard's state, for the stats.
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 pub(crate) fn state() -> &'static str {
     match (KVM_PRESENT.load(Relaxed), allowed()) {
         (false, _) => "absent",
@@ -89,7 +109,7 @@ pub(crate) fn state() -> &'static str {
 }
 
 /// A description of the guard's state, for the stats.
-#[cfg(secretmem_backend_patched)]
+#[cfg(secretmem_kvm_patched)]
 pub(crate) fn state() -> &'static str {
     "patched"
 }
@@ -98,12 +118,12 @@ pub(crate) fn state() -> &'static str {
 ///
 /// # Invariants
 ///
-/// On the backend for unpatched kernels, the shim's module notifier, calling [`kvm_coming`],
+/// On a kernel without the KVM patch, the shim's module notifier, calling [`kvm_coming`],
 /// [`kvm_live`] and [`kvm_going`], is registered while this exists.
 pub(crate) struct KvmWatch(());
 
 impl KvmWatch {
-    #[cfg(not(secretmem_backend_patched))]
+    #[cfg(not(secretmem_kvm_patched))]
     pub(crate) fn register() -> Result<Self> {
         // SAFETY: The callbacks are plain functions that stay valid while the module is loaded;
         // drop unregisters them.
@@ -117,13 +137,13 @@ impl KvmWatch {
         Ok(Self(()))
     }
 
-    #[cfg(secretmem_backend_patched)]
+    #[cfg(secretmem_kvm_patched)]
     pub(crate) fn register() -> Result<Self> {
         Ok(Self(()))
     }
 }
 
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 impl Drop for KvmWatch {
     fn drop(&mut self) {
         // SAFETY: Registered by the type invariants.
@@ -132,7 +152,7 @@ impl Drop for KvmWatch {
 }
 
 /// The kvm module is about to run its init: 0, or `-EBUSY` while secret memory exists.
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 extern "C" fn kvm_coming() -> c_int {
     // Fully ordered: the flag is visible before the count is read (see the module doc).
     KVM_PRESENT.xchg(true, Full);
@@ -150,7 +170,7 @@ extern "C" fn kvm_coming() -> c_int {
 }
 
 /// The kvm module is live.
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 extern "C" fn kvm_live() {
     if !KVM_PRESENT.xchg(true, Full) && SLEEP_GUARD.areas() != 0 && !allowed() {
         pr_err!("kvm loaded while this module registered, next to secret memory\n");
@@ -158,7 +178,7 @@ extern "C" fn kvm_live() {
 }
 
 /// The kvm module is gone, or failed to load.
-#[cfg(not(secretmem_backend_patched))]
+#[cfg(not(secretmem_kvm_patched))]
 extern "C" fn kvm_going() {
     KVM_PRESENT.store(false, Relaxed);
 }

@@ -25,6 +25,7 @@
 #include <linux/string.h>
 #include <linux/suspend.h>
 #include <linux/syscore_ops.h>
+#include <linux/sysfs.h>
 #include <linux/uaccess.h>
 #include <asm/unistd.h>
 
@@ -34,10 +35,38 @@
 /* How pages leave the direct map on this kernel, chosen by Kbuild. */
 MODULE_INFO(backend, SECRETMEM_BACKEND);
 
-/* Whether new areas back each whole 2 MiB chunk with one block. */
+/* The same, in /sys/module/secretmemfd/parameters/backend for any user. */
+static int backend_set(const char *val, const struct kernel_param *kp)
+{
+	return -EPERM;
+}
+
+static int backend_get(char *buffer, const struct kernel_param *kp)
+{
+	return sysfs_emit(buffer, "%s\n", SECRETMEM_BACKEND);
+}
+
+static const struct kernel_param_ops backend_ops = {
+	.set = backend_set,
+	.get = backend_get,
+};
+module_param_cb(backend, &backend_ops, NULL, 0444);
+MODULE_PARM_DESC(backend,
+		 "how pages leave the direct map: patched (kernel/patches/0001) or mce-helpers (read-only)");
+
+/*
+ * Whether new areas back each whole 2 MiB chunk with one block. Off by
+ * default on the mce-helpers backend: there a block costs 512 direct-map
+ * changes and all-CPU flushes at once, however little of it is touched.
+ */
+#ifdef SECRETMEM_BACKEND_PATCHED
 static bool blocks = true;
+#else
+static bool blocks;
+#endif
 module_param(blocks, bool, 0644);
-MODULE_PARM_DESC(blocks, "Back each whole 2 MiB of a new area with one 2 MiB block (default: on)");
+MODULE_PARM_DESC(blocks,
+		 "Back each whole 2 MiB of a new area with one 2 MiB block (default: on with the patched backend, off with mce-helpers)");
 
 bool secretmem_shim_blocks_enabled(void)
 {
@@ -339,7 +368,7 @@ void secretmem_shim_entry_unregister(void)
 }
 #endif
 
-#ifndef SECRETMEM_BACKEND_PATCHED
+#ifndef SECRETMEM_KVM_PATCHED
 /* Lifts the refusal of secret memory next to an unpatched KVM (kvm_guard.rs). */
 static bool allow_unpatched_kvm;
 module_param(allow_unpatched_kvm, bool, 0644);
@@ -401,6 +430,8 @@ void secretmem_shim_kvm_unwatch(void)
  */
 bool secretmem_shim_kvm_present(void)
 {
+	if (IS_BUILTIN(CONFIG_KVM))
+		return true;
 	if (!__symbol_get("kvm_get_kvm"))
 		return false;
 	__symbol_put("kvm_get_kvm");

@@ -75,24 +75,24 @@ extern "C" {
     ) -> c_int;
     pub(crate) fn secretmem_shim_entry_unregister();
 
-    #[cfg(not(secretmem_backend_patched))]
+    #[cfg(not(secretmem_kvm_patched))]
     pub(crate) fn secretmem_shim_kvm_watch(
         coming: unsafe extern "C" fn() -> c_int,
         live: unsafe extern "C" fn(),
         going: unsafe extern "C" fn(),
     ) -> c_int;
-    #[cfg(not(secretmem_backend_patched))]
+    #[cfg(not(secretmem_kvm_patched))]
     pub(crate) fn secretmem_shim_kvm_unwatch();
-    #[cfg(not(secretmem_backend_patched))]
+    #[cfg(not(secretmem_kvm_patched))]
     pub(crate) fn secretmem_shim_kvm_present() -> bool;
-    #[cfg(not(secretmem_backend_patched))]
+    #[cfg(not(secretmem_kvm_patched))]
     pub(crate) fn secretmem_shim_allow_unpatched_kvm() -> bool;
 
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_fill_pages(page: *mut bindings::page, nr: c_uint, byte: u8);
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_pages_zero(page: *mut bindings::page, nr: c_uint) -> bool;
-    #[cfg(CONFIG_KUNIT)]
+    #[cfg(any(CONFIG_KUNIT, not(secretmem_backend_patched)))]
     pub(crate) fn secretmem_shim_direct_map_present(page: *mut bindings::page) -> bool;
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_direct_map_uncached(page: *mut bindings::page) -> bool;

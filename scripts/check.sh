@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test in the guest (KUnit at module load, the userspace suites as
-# root and unprivileged, the root-only suite, the demos' verdicts) and prints
-# one closing line "N passed, N failed". Exits non-zero on any failure.
+# root and unprivileged, the root-only suite, the demos' verdicts), on our
+# patched kernel and on one with none of our patches, and prints one closing
+# line "N passed, N failed". Exits non-zero on any failure.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -72,47 +73,64 @@ else
 	failed=$((failed + 1))
 fi
 
-vm_ok=1
-"$SECRETMEM_TOP/scripts/vm-run.sh" "$SECRETMEM_TOP/tests/guest/check.sh" || vm_ok=0
-if [ -f "$out/kunit.counts" ]; then
-	read -r kp kf <"$out/kunit.counts"
-	echo "kunit: $kp passed, $kf failed"
-	passed=$((passed + kp))
-	failed=$((failed + kf))
-else
-	echo "kunit: no results"
-	failed=$((failed + 1))
-fi
-for suite in userspace-root userspace-user root kvm fault-inject storm fuzz-root fuzz-user pressure; do
-	count_tap "$suite" "$out/$suite.tap"
-done
-# What the robustness tests reached: failure points, operation counts, seeds.
-for suite in fault-inject storm fuzz-root fuzz-user pressure; do
-	grep -E '^# ' "$out/$suite.tap" 2>/dev/null | sed "s/^# /  $suite: /" || true
-done
-[ ! -f "$out/durations.txt" ] ||
-	echo "  robustness tests (s, in the guest): $(tr '\n' ' ' <"$out/durations.txt")"
-count_libtest "crate (guest, root)" "$out/crate-root.txt"
-count_libtest "crate (guest, uid 65534)" "$out/crate-user.txt"
-if grep -qx 'result: the ordinary copy leaked to every attack; the secret one to none' "$out/demo.txt" 2>/dev/null; then
-	echo "demo: every attack on the secret refused"
-	passed=$((passed + 1))
-else
-	echo "demo: failed (see $out/demo.txt)"
-	failed=$((failed + 1))
-fi
-vm_verdict='result: the ordinary VM leaked its key to every attack; the secret VM to none and answered every challenge'
-if grep -qxF "$vm_verdict" "$out/vm.txt" 2>/dev/null; then
-	echo "vm demo: every attack on the secret VM refused, every challenge answered"
-	passed=$((passed + 1))
-else
-	echo "vm demo: failed (see $out/vm.txt)"
-	failed=$((failed + 1))
-fi
-# Splats, a failed unload or a guest that did not finish fail the run too.
-if [ $vm_ok = 0 ]; then
-	echo "guest checks: failed (see above and $out/console.log)"
-	failed=$((failed + 1))
-fi
+# The guest suites on one kernel: $1 names it in the lines printed ("" for the
+# patched debug kernel, "unpatched: " for the other), $2 is where its results
+# go; the environment (KDIR, SECRETMEM_MODULE) picks the kernel and module.
+guest_suites() {
+	local label=$1 dir=$2 vm_ok=1 kp kf suites suite
+	SECRETMEM_OUT=$dir "$SECRETMEM_TOP/scripts/vm-run.sh" "$SECRETMEM_TOP/tests/guest/check.sh" || vm_ok=0
+	if [ -f "$dir/kunit.counts" ]; then
+		read -r kp kf <"$dir/kunit.counts"
+		echo "${label}kunit: $kp passed, $kf failed"
+		passed=$((passed + kp))
+		failed=$((failed + kf))
+	else
+		echo "${label}kunit: no results"
+		failed=$((failed + 1))
+	fi
+	suites=(userspace-root userspace-user root kvm fault-inject storm fuzz-root fuzz-user pressure)
+	[ -z "$label" ] || suites[3]=kvm-guard
+	for suite in "${suites[@]}"; do
+		count_tap "$label$suite" "$dir/$suite.tap"
+	done
+	# What the robustness tests reached: failure points, operation counts, seeds.
+	for suite in fault-inject storm fuzz-root fuzz-user pressure; do
+		grep -E '^# ' "$dir/$suite.tap" 2>/dev/null | sed "s/^# /  $label$suite: /" || true
+	done
+	[ ! -f "$dir/durations.txt" ] ||
+		echo "  ${label}robustness tests (s, in the guest): $(tr '\n' ' ' <"$dir/durations.txt")"
+	count_libtest "${label}crate (guest, root)" "$dir/crate-root.txt"
+	count_libtest "${label}crate (guest, uid 65534)" "$dir/crate-user.txt"
+	if grep -qx 'result: the ordinary copy leaked to every attack; the secret one to none' "$dir/demo.txt" 2>/dev/null; then
+		echo "${label}demo: every attack on the secret refused"
+		passed=$((passed + 1))
+	else
+		echo "${label}demo: failed (see $dir/demo.txt)"
+		failed=$((failed + 1))
+	fi
+	# The VM demo needs KVM, which the unpatched kernel keeps away from secret memory.
+	if [ -z "$label" ]; then
+		vm_verdict='result: the ordinary VM leaked its key to every attack; the secret VM to none and answered every challenge'
+		if grep -qxF "$vm_verdict" "$dir/vm.txt" 2>/dev/null; then
+			echo "vm demo: every attack on the secret VM refused, every challenge answered"
+			passed=$((passed + 1))
+		else
+			echo "vm demo: failed (see $dir/vm.txt)"
+			failed=$((failed + 1))
+		fi
+	fi
+	# Splats, a failed unload or a guest that did not finish fail the run too.
+	if [ $vm_ok = 0 ]; then
+		echo "${label}guest checks: failed (see above and $dir/console.log)"
+		failed=$((failed + 1))
+	fi
+}
+
+# Our patched debug kernel, then the same suites on the kernel nobody patched,
+# with the module built for it (make module-unpatched).
+guest_suites "" "$out"
+unpatched_tree=$("$SECRETMEM_TOP/scripts/kernel-build.sh" unpatched)
+KDIR=$unpatched_tree SECRETMEM_MODULE=$SECRETMEM_TOP/build/unpatched/secretmemfd.ko \
+	guest_suites "unpatched: " "$out-unpatched"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Boots the guest kernel under virtme-ng (2 vCPUs), loads secretmemfd.ko, runs
+# Boots the guest kernel under virtme-ng (2 vCPUs), loads secretmemfd.ko (or
+# $SECRETMEM_MODULE, built for that kernel), runs
 # GUEST_SCRIPT [ARGS...] inside it and decides on the host: the run fails on a
 # boot failure or time-out, a non-zero exit, a failed or missing KUnit case,
 # or any kernel splat in the log. Artifacts stay in $SECRETMEM_OUT (./out).
@@ -11,7 +12,8 @@ script=$(realpath "$1")
 shift
 tree=$(kernel_dir)
 image=$tree/arch/x86/boot/bzImage
-ko=$SECRETMEM_TOP/secretmemfd.ko
+# The module built for this kernel: the repo's, or $SECRETMEM_MODULE.
+ko=$(realpath -m "${SECRETMEM_MODULE:-$SECRETMEM_TOP/secretmemfd.ko}")
 out=$(realpath -m "${SECRETMEM_OUT:-$SECRETMEM_TOP/out}")
 [ -f "$image" ] || die "no kernel image at $image"
 [ -f "$ko" ] || die "no module at $ko: run make first"
@@ -19,6 +21,8 @@ command -v vng >/dev/null || die "vng not found: run scripts/setup-tools.sh"
 
 rm -rf "$out"
 mkdir -p "$out"
+# The guest finds the kernel's own modules (kvm.ko where KVM is one) here.
+echo "$tree" >"$out/kernel-tree"
 
 # KVM is tried once per machine: here qemu aborts on MSR 0x10a, so fall back to TCG.
 accel=()

@@ -61,6 +61,42 @@ static inline char *secret_map(int *fdp, unsigned int flags, long pages)
 	return p;
 }
 
+/*
+ * Whether the kernel under test carries our patches (kernel/patches): it does
+ * unless the guest says it is the unpatched one (SECRETMEM_UNPATCHED=1). Tests
+ * check what the kernel should offer, not what the module reports: there,
+ * no system call, the mce-helpers backend and no blocks by default.
+ */
+static inline bool expect_patched(void)
+{
+	const char *v = getenv("SECRETMEM_UNPATCHED");
+
+	return !v || strcmp(v, "1");
+}
+
+/* Whether the kernel serves the secretmemfd() system call (patch 0002). */
+static inline bool expect_syscall(void)
+{
+	return expect_patched();
+}
+
+/* The expected system call number: 473, or -1 on a kernel without the stub. */
+static inline long expected_syscall_nr(void)
+{
+	return expect_syscall() ? 473 : -1;
+}
+
+/*
+ * Creation through the system call entry, or through the ioctl on a kernel
+ * without it: what a test checks through this holds for both entries.
+ */
+static inline int entry_syscall(unsigned int flags)
+{
+	if (!expect_syscall())
+		return secretmemfd_ioctl(flags);
+	return syscall(secretmemfd_syscall_nr(), flags);
+}
+
 static inline void touch(void *addr)
 {
 	*(volatile char *)addr = 1;

@@ -66,6 +66,12 @@ static void test_syscall_entry(void)
 	long nr = secretmemfd_syscall_nr();
 	int fd;
 
+	if (!expect_syscall()) {
+		/* No stub in the kernel: the number is nobody's, the module serves none. */
+		CHECK(nr == -1);
+		CHECK_ERR(syscall(473, 0), ENOSYS);
+		return;
+	}
 	CHECK(nr == 473);
 	fd = syscall(nr, SECRETMEM_EXCLUSIVE | O_CLOEXEC);
 	CHECK(fd >= 0);
@@ -80,22 +86,21 @@ static void test_syscall_entry(void)
  */
 static void test_uncached_needs_privilege(void)
 {
-	long nr = secretmemfd_syscall_nr();
 	int fd;
 
 	if (geteuid() == 0) {
 		fd = secretmemfd_ioctl(SECRETMEM_UNCACHED);
 		CHECK(fd >= 0);
 		close(fd);
-		fd = syscall(nr, SECRETMEM_UNCACHED);
+		fd = entry_syscall(SECRETMEM_UNCACHED);
 		CHECK(fd >= 0);
 		close(fd);
 		drop_privileges();
 	}
 	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED), EPERM);
 	CHECK_ERR(secretmemfd_ioctl(SECRETMEM_UNCACHED | O_CLOEXEC), EPERM);
-	CHECK_ERR(syscall(nr, SECRETMEM_UNCACHED), EPERM);
-	fd = syscall(nr, SECRETMEM_EXCLUSIVE);
+	CHECK_ERR(entry_syscall(SECRETMEM_UNCACHED), EPERM);
+	fd = entry_syscall(SECRETMEM_EXCLUSIVE);
 	CHECK(fd >= 0);
 	close(fd);
 }
@@ -576,12 +581,19 @@ static void test_differs_rss(void)
 	int fd, mfd;
 	char *p = secret_map(&fd, 0, pages), *m = memfd_secret_map(&mfd, pages);
 
-	/* Special PFN entries count nowhere: the OOM killer does not see them. */
+	/*
+	 * Special PFN entries count nowhere: the OOM killer does not see them.
+	 * mlock() runs once first, so that its code page in libc is mapped
+	 * before the first reading, not between the two (RssFile +4 kB).
+	 */
+	CHECK(mlock(p, ps) == 0 && munlock(p, ps) == 0);
 	rss(&rss0, &file0, &lck0);
 	for (long i = 0; i < pages; i++)
 		p[i * ps] = 1;
 	CHECK(mlock(p, pages * ps) == 0);
 	rss(&rss1, &file1, &lck1);
+	fprintf(stderr, "  VmRSS %ld -> %ld kB, RssFile %ld -> %ld kB, VmLck %ld -> %ld kB\n",
+		rss0, rss1, file0, file1, lck0, lck1);
 	CHECK(rss1 - rss0 < kb / 4 && file1 == file0 && lck1 == lck0);
 	if (m) {
 		for (long i = 0; i < pages; i++)

@@ -26,6 +26,18 @@ pub(crate) fn run() -> Result<bool, Box<dyn std::error::Error>> {
         _ => "none".to_string(),
     };
     println!("entry:        {entry}");
+    if loaded {
+        // Read-only parameter: how the module takes pages out of the direct map.
+        let backend = fs::read_to_string(format!("{MODULE}/parameters/backend"))
+            .map(|b| b.trim().to_string())
+            .unwrap_or_else(|_| "unknown".to_string());
+        let what = match backend.as_str() {
+            "patched" => "one change and one flush per 2 MiB block (kernel patches)",
+            "mce-helpers" => "set_mce_nospec(), one page and one flush per call (unpatched kernel)",
+            _ => "unknown",
+        };
+        println!("backend:      {backend}: {what}");
+    }
     // Creating a descriptor is enough to know; nothing is mapped or allocated.
     let modes: Vec<&str> = [("exclusive", Mode::Exclusive), ("uncached", Mode::Uncached)]
         .into_iter()
