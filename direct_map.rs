@@ -93,7 +93,9 @@ impl<const ORDER: u32> SecretPages<ORDER> {
         // SAFETY: Allocating pages has no precondition.
         let page = unsafe { shim::secretmem_shim_alloc_pages(ORDER) };
         let page = NonNull::new(page).ok_or(ENOMEM)?;
-        // SAFETY: `page` was just allocated with `ORDER`: the pages are ours, in the direct map,
+        // SAFETY: `page` was just allocated with `ORDER` and is ours.
+        let page = unsafe { backend::usable::<ORDER>(page) }?;
+        // SAFETY: `page` was allocated with `ORDER`: the pages are ours, in the direct map,
         // write-back, and mapped nowhere else.
         unsafe { Self::remove_from_direct_map(page, mode) }
     }
@@ -376,6 +378,17 @@ mod backend {
         Ok(())
     }
 
+    /// Every page can leave the direct map and come back: returns `page`.
+    ///
+    /// # Safety
+    ///
+    /// None beyond the helpers backend's.
+    pub(super) unsafe fn usable<const ORDER: u32>(
+        page: NonNull<bindings::page>,
+    ) -> Result<NonNull<bindings::page>> {
+        Ok(page)
+    }
+
     /// Puts `count` pages from `page` back into the direct map.
     ///
     /// # Safety
@@ -439,6 +452,40 @@ mod backend {
         STATS.direct_map_removals.add(count as u64, Relaxed);
         STATS.tlb_flushes.add(count as u64, Relaxed);
         Ok(())
+    }
+
+    /// Returns `page`, or instead another allocation of `ORDER` if the kernel image's high
+    /// mapping aliases it: `clear_mce_nospec()` would make that alias present again at release
+    /// (the patched backend's change skips aliases). The rejected pages are freed only once the
+    /// replacement is had, so that the allocator does not hand them straight back.
+    ///
+    /// # Safety
+    ///
+    /// `page` must have been allocated with `ORDER` and be owned by the caller, which owns the
+    /// result instead.
+    pub(super) unsafe fn usable<const ORDER: u32>(
+        page: NonNull<bindings::page>,
+    ) -> Result<NonNull<bindings::page>> {
+        let aliased = |page: NonNull<bindings::page>| {
+            // SAFETY: `page` is the first of `2^ORDER` valid pages.
+            unsafe { shim::secretmem_shim_kernel_image_alias(page.as_ptr(), 1 << ORDER) }
+        };
+        if !aliased(page) {
+            return Ok(page);
+        }
+        // SAFETY: Allocating pages has no precondition.
+        let other = NonNull::new(unsafe { shim::secretmem_shim_alloc_pages(ORDER) });
+        // SAFETY: `page` is ours, allocated with `ORDER`, untouched and in the direct map.
+        unsafe { give_back_pages::<ORDER>(page) };
+        match other {
+            Some(other) if !aliased(other) => Ok(other),
+            Some(other) => {
+                // SAFETY: As for `page`.
+                unsafe { give_back_pages::<ORDER>(other) };
+                Err(ENOMEM)
+            }
+            None => Err(ENOMEM),
+        }
     }
 
     /// Puts `count` pages from `page` back into the direct map; fails if any stays out.

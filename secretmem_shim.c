@@ -439,6 +439,35 @@ bool secretmem_shim_kvm_present(void)
 }
 #endif
 
+#ifndef SECRETMEM_BACKEND_PATCHED
+/* Whether the kernel image's high mapping has an entry for @phys. */
+static bool secretmem_image_alias(phys_addr_t phys)
+{
+	unsigned int level;
+	pte_t *pte;
+
+	if (phys < phys_base || phys - phys_base >= KERNEL_IMAGE_SIZE)
+		return false;
+	pte = lookup_address(__START_KERNEL_map + phys - phys_base, &level);
+	return pte && !pte_none(*pte);
+}
+
+/*
+ * Whether the kernel image's high mapping aliases the first or last of @nr
+ * pages from @page: pages freed from the image (init memory, the gaps
+ * between its sections, marked not present there) and pages past its end in
+ * its last 2 MiB. clear_mce_nospec() does not skip aliases and would make
+ * such an alias present again. A block lies in one 2 MiB of that mapping.
+ */
+bool secretmem_shim_kernel_image_alias(struct page *page, unsigned int nr)
+{
+	phys_addr_t phys = page_to_phys(page);
+
+	return secretmem_image_alias(phys) ||
+	       secretmem_image_alias(phys + (((phys_addr_t)nr - 1) << PAGE_SHIFT));
+}
+#endif
+
 /* Fills @nr pages from @page with @byte through the direct map (tests). */
 void secretmem_shim_fill_pages(struct page *page, unsigned int nr, u8 byte)
 {

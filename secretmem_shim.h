@@ -35,6 +35,7 @@ bool secretmem_shim_blocks_enabled(void);
 struct page *secretmem_shim_alloc_pages(unsigned int order);
 void secretmem_shim_free_pages(struct page *page, unsigned int order);
 void secretmem_shim_zero_pages(struct page *page, unsigned int nr);
+bool secretmem_shim_kernel_image_alias(struct page *page, unsigned int nr);
 
 void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
 				   const struct vm_operations_struct *ops,

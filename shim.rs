@@ -43,6 +43,8 @@ extern "C" {
     pub(crate) fn secretmem_shim_alloc_pages(order: c_uint) -> *mut bindings::page;
     pub(crate) fn secretmem_shim_free_pages(page: *mut bindings::page, order: c_uint);
     pub(crate) fn secretmem_shim_zero_pages(page: *mut bindings::page, nr: c_uint);
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn secretmem_shim_kernel_image_alias(page: *mut bindings::page, nr: c_uint) -> bool;
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn secretmem_shim_pfn_to_page(pfn: c_ulong) -> *mut bindings::page;
 

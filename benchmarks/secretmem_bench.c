@@ -63,6 +63,9 @@
 
 enum kind { SECRETMEMFD, SECRETMEMFD_UNCACHED, MEMFD_SECRET, MEMFD, ANON };
 
+/* The target's name in the output: its own, or -l LABEL's. */
+static const char *label;
+
 static const char *const target_names[] = {
 	[SECRETMEMFD] = "secretmemfd",
 	[SECRETMEMFD_UNCACHED] = "secretmemfd-uncached",
@@ -256,14 +259,14 @@ static void bench_size(size_t size, int reps)
 		if (!i || teardown_ms[i] < best_teardown)
 			best_teardown = teardown_ms[i];
 		fprintf(stderr, "  %s %s run %d: touch %.3f ms, teardown %.3f ms, splits %llu/%llu, tlb flushes %llu\n",
-			target_names[target], name, i + 1, touch_ms[i], teardown_ms[i],
+			label, name, i + 1, touch_ms[i], teardown_ms[i],
 			run[i].l2, run[i].l3, run[i].tlb);
 	}
 
 	printf("{\"kind\": \"size\", \"target\": \"%s\", \"size_bytes\": %zu, "
 	       "\"first_touch_mib_s\": %.3f, \"teardown_ms\": %.4f, "
 	       "\"l2_splits\": %llu, \"l3_splits\": %llu, \"tlb_flushes\": %llu, \"runs\": [",
-	       target_names[target], size, best_touch > 0 ? size / MIB / (best_touch / 1e3) : 0,
+	       label, size, best_touch > 0 ? size / MIB / (best_touch / 1e3) : 0,
 	       best_teardown, all.l2, all.l3, all.tlb / reps);
 	for (int i = 0; i < reps; i++)
 		printf("%s{\"first_touch_ms\": %.4f, \"teardown_ms\": %.4f, \"l2_splits\": %llu, "
@@ -277,10 +280,10 @@ static void skip_size(size_t size, const char *reason)
 {
 	char name[32];
 
-	fprintf(stderr, "  %s %s skipped: %s\n", target_names[target],
+	fprintf(stderr, "  %s %s skipped: %s\n", label,
 		size_name(size, name, sizeof(name)), reason);
 	printf("{\"kind\": \"skipped\", \"target\": \"%s\", \"size_bytes\": %zu, \"reason\": \"%s\"}\n",
-	       target_names[target], size, reason);
+	       label, size, reason);
 	fflush(stdout);
 }
 
@@ -363,7 +366,7 @@ static void report_latency(struct way *w, int iters, bool first, struct counters
 	for (int s = 0; s < NSTEPS; s++)
 		qsort(w->step[s], iters, sizeof(*w->step[s]), cmp_double);
 	fprintf(stderr, "  %s%s%s 4 KiB secret x %d: p50 %.1f us, p99 %.1f us; step p50s:",
-		target_names[target], *w->via ? " via " : "", w->via, iters,
+		label, *w->via ? " via " : "", w->via, iters,
 		percentile(w->total, iters, 0.50), percentile(w->total, iters, 0.99));
 	for (int s = 0; s < NSTEPS; s++)
 		fprintf(stderr, " %s %.1f", step_names[s], percentile(w->step[s], iters, 0.50));
@@ -372,7 +375,7 @@ static void report_latency(struct way *w, int iters, bool first, struct counters
 	       "\"iterations\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f, \"mean_us\": %.2f, "
 	       "\"max_us\": %.2f, \"l2_splits\": %llu, \"l3_splits\": %llu, \"tlb_flushes\": %llu, "
 	       "\"steps_p50_us\": {",
-	       first ? "latency" : "latency_via", target_names[target], w->via, PAGE, iters,
+	       first ? "latency" : "latency_via", label, w->via, PAGE, iters,
 	       percentile(w->total, iters, 0.50), percentile(w->total, iters, 0.99), sum / iters,
 	       w->total[iters - 1], added.l2, added.l3, added.tlb);
 	for (int s = 0; s < NSTEPS; s++)
@@ -462,8 +465,9 @@ static size_t parse_size(const char *s)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: secretmem_bench [-r REPS] [-n ITERS] [-s SIZE[,SIZE...]] [-m MAX] TARGET\n"
-			"targets: secretmemfd secretmemfd-uncached memfd_secret memfd anon\n");
+	fprintf(stderr, "usage: secretmem_bench [-r REPS] [-n ITERS] [-s SIZE[,SIZE...]] [-m MAX] [-l LABEL] TARGET\n"
+			"targets: secretmemfd secretmemfd-uncached memfd_secret memfd anon\n"
+			"-l names the target in the output (e.g. secretmemfd-helpers for another module build)\n");
 	exit(2);
 }
 
@@ -476,8 +480,11 @@ int main(int argc, char **argv)
 	struct utsname uts;
 	bool found = false;
 
-	while ((opt = getopt(argc, argv, "r:n:s:m:")) != -1) {
+	while ((opt = getopt(argc, argv, "r:n:s:m:l:")) != -1) {
 		switch (opt) {
+		case 'l':
+			label = optarg;
+			break;
 		case 'r':
 			reps = atoi(optarg);
 			break;
@@ -503,6 +510,8 @@ int main(int argc, char **argv)
 		}
 	if (!found)
 		usage();
+	if (!label)
+		label = target_names[target];
 
 	/* Bad sizes stop the program before it measures anything. */
 	for (const char *s = sizes; *s;) {
@@ -526,7 +535,7 @@ int main(int argc, char **argv)
 	uname(&uts);
 	printf("{\"kind\": \"system\", \"target\": \"%s\", \"kernel\": \"%s\", \"cpus\": %ld, "
 	       "\"mem_total_kib\": %llu, \"reps\": %d, \"secretmemfd_via\": \"%s\"}\n",
-	       target_names[target], uts.release, sysconf(_SC_NPROCESSORS_ONLN),
+	       label, uts.release, sysconf(_SC_NPROCESSORS_ONLN),
 	       counter("/proc/meminfo", "MemTotal"), reps,
 	       target > SECRETMEMFD_UNCACHED ? "" : secretmemfd_nr >= 0 ? "syscall" : "ioctl");
 	fflush(stdout);

@@ -16,19 +16,33 @@ read -ra opts <<<"${SECRETMEM_BENCH_OPTS:-}"
 # 256 MiB, growing faster than the size; three runs at 1 GiB would take some
 # 7 minutes, so it stops at 256 MiB.
 uncached_max=${SECRETMEM_BENCH_UNCACHED_MAX:-256M}
-targets=(memfd_secret secretmemfd secretmemfd-uncached memfd anon)
+targets=(memfd_secret secretmemfd secretmemfd-uncached secretmemfd-helpers memfd anon)
 
 make -s -C "$SECRETMEM_TOP/benchmarks" || die "building benchmarks/secretmem_bench failed"
+# secretmemfd-helpers: the module as a kernel nobody patched gets it
+# (SECRETMEM_BACKEND=mce-helpers, Documentation/support-matrix.rst), on this
+# same kernel, built from a copy of the sources in build/helpers.
+kdir=$(kernel_dir)
+helpers=$SECRETMEM_TOP/build/helpers
+mkdir -p "$helpers"
+(cd "$SECRETMEM_TOP" && rsync -a Kbuild ./*.rs secretmem_shim.c secretmem_shim.h include "$helpers/") ||
+	die "copying the module's sources to $helpers failed"
+make -s -C "$kdir" M="$helpers" LLVM=1 SECRETMEM_BACKEND=mce-helpers modules >"$out.helpers-build.log" 2>&1 ||
+	die "building the mce-helpers module failed (see $out.helpers-build.log)"
 rm -rf "$out"
 mkdir -p "$out"
 begin=$(date +%s)
 for target in "${targets[@]}"; do
-	cap=()
+	cap=() module=$SECRETMEM_TOP/secretmemfd.ko run=("$target")
 	[ "$target" = secretmemfd-uncached ] && cap=(-m "$uncached_max")
+	if [ "$target" = secretmemfd-helpers ]; then
+		# A page per change and per all-CPU flush: as slow as uncached to tear down.
+		cap=(-m "$uncached_max") module=$helpers/secretmemfd.ko run=(-l "$target" secretmemfd)
+	fi
 	start=$(date +%s)
 	load_before=$(cut -d' ' -f1 /proc/loadavg)
-	if ! SECRETMEM_OUT=$out/$target "$SECRETMEM_TOP/scripts/vm-run.sh" \
-		"$SECRETMEM_TOP/benchmarks/guest.sh" "${opts[@]}" "${cap[@]}" "$target" \
+	if ! SECRETMEM_OUT=$out/$target SECRETMEM_MODULE=$module "$SECRETMEM_TOP/scripts/vm-run.sh" \
+		"$SECRETMEM_TOP/benchmarks/guest.sh" "${opts[@]}" "${cap[@]}" "${run[@]}" \
 		>"$out/$target.log" 2>&1; then
 		tail -n 20 "$out/$target.log" >&2
 		die "$target: the guest run failed (see $out/$target.log and $out/$target/)"
