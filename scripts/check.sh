@@ -83,11 +83,12 @@ else
 	echo "kunit: no results"
 	failed=$((failed + 1))
 fi
-for suite in userspace-root userspace-user root kvm fault-inject storm fuzz-root fuzz-user pressure; do
+for suite in userspace-root userspace-user root kvm fault-inject storm fuzz-root fuzz-user pressure \
+	fault-leak; do
 	count_tap "$suite" "$out/$suite.tap"
 done
 # What the robustness tests reached: failure points, operation counts, seeds.
-for suite in fault-inject storm fuzz-root fuzz-user pressure; do
+for suite in fault-inject storm fuzz-root fuzz-user pressure fault-leak; do
 	grep -E '^# ' "$out/$suite.tap" 2>/dev/null | sed "s/^# /  $suite: /" || true
 done
 [ ! -f "$out/durations.txt" ] ||
