@@ -23,7 +23,6 @@ use core::{
 use kernel::{
     bindings,
     ffi::{
-        c_int,
         c_uint,
         c_ulong,
         c_void, //
@@ -118,7 +117,8 @@ impl<const ORDER: u32> SecretPages<ORDER> {
         might_sleep();
         if mode == CacheMode::Uncached {
             // SAFETY: The pages are ours and in the direct map (the caller's guarantee).
-            let ret = unsafe { shim::set_pages_uc(page.as_ptr(), Self::PAGES as c_int) };
+            let ret =
+                unsafe { shim::secretmem_shim_set_pages_uc(page.as_ptr(), Self::PAGES as c_uint) };
             if ret != 0 {
                 // A change of memory type can fail half way: make every page write-back again
                 // before freeing them, or leak them.
@@ -143,6 +143,7 @@ impl<const ORDER: u32> SecretPages<ORDER> {
                     "cannot undo a failed direct-map removal: leaking {} pages\n",
                     Self::PAGES
                 );
+                STATS.leaked_pages.add(Self::PAGES as u64, Relaxed);
             }
             return Err(failed.error);
         }
@@ -282,6 +283,7 @@ unsafe fn restore_pages(page: NonNull<bindings::page>, count: usize, mode: Cache
             "cannot restore the direct map of {count} secret pages ({}): leaking them\n",
             e.to_errno()
         );
+        STATS.leaked_pages.add(count as u64, Relaxed);
         return false;
     }
     STATS.direct_map_restores.add(count as u64, Relaxed);
@@ -307,9 +309,10 @@ unsafe fn restore_write_back(page: NonNull<bindings::page>, count: usize, mode: 
         return true;
     }
     // SAFETY: The caller's guarantees.
-    let ret = unsafe { shim::set_pages_wb(page.as_ptr(), count as c_int) };
+    let ret = unsafe { shim::secretmem_shim_set_pages_wb(page.as_ptr(), count as c_uint) };
     if ret != 0 {
         pr_err!("cannot restore write-back on {count} secret pages ({ret}): leaking them\n");
+        STATS.leaked_pages.add(count as u64, Relaxed);
         return false;
     }
     true
@@ -357,12 +360,12 @@ mod backend {
     ) -> Result<(), RemoveFailed> {
         let raw = page.as_ptr();
         // SAFETY: The caller's guarantees.
-        let ret = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, false) };
+        let ret = unsafe { shim::secretmem_shim_direct_map_remove(raw, count as c_uint) };
         if ret != 0 {
             // A change can fail half way. Entries that are not present are never cached in a
             // TLB, so putting them back needs no flush.
             // SAFETY: The pages are ours.
-            let back = unsafe { shim::set_direct_map_valid_noflush(raw, count as c_uint, true) };
+            let back = unsafe { shim::secretmem_shim_direct_map_restore(raw, count as c_uint) };
             return Err(RemoveFailed {
                 error: Error::from_errno(ret),
                 restored: back == 0,
@@ -397,7 +400,7 @@ mod backend {
     pub(super) unsafe fn restore(page: NonNull<bindings::page>, count: usize) -> Result {
         // SAFETY: The caller's guarantees; making entries present needs no flush.
         let ret =
-            unsafe { shim::set_direct_map_valid_noflush(page.as_ptr(), count as c_uint, true) };
+            unsafe { shim::secretmem_shim_direct_map_restore(page.as_ptr(), count as c_uint) };
         kernel::error::to_result(ret)
     }
 }
@@ -428,21 +431,31 @@ mod backend {
         let pfn = unsafe { shim::secretmem_shim_page_to_pfn(page.as_ptr()) };
         for i in 0..count {
             // SAFETY: The page is ours, in the direct map and unused (the caller's guarantees).
-            let mut ret = unsafe { shim::set_mce_nospec(pfn + i as c_ulong) };
-            // The helper's name is all Kbuild checked, and it leaves some pages alone (SGX
-            // memory): the page must be gone from the direct map.
-            // SAFETY: `page + i` is a valid page of ours.
-            if ret == 0 && unsafe { shim::secretmem_shim_direct_map_present(page.as_ptr().add(i)) }
-            {
-                ret = EFAULT.to_errno();
+            let mut ret = unsafe { shim::secretmem_shim_direct_map_remove(pfn + i as c_ulong) };
+            let mut taken = i;
+            if ret == 0 {
+                taken = i + 1;
+                // The helper's name is all Kbuild checked, and it leaves some pages alone (SGX
+                // memory): the page must be gone from the direct map.
+                // SAFETY: `page + i` is a valid page of ours.
+                if unsafe { shim::secretmem_shim_direct_map_present(page.as_ptr().add(i)) } {
+                    ret = EFAULT.to_errno();
+                }
             }
             if ret != 0 {
-                // Put back every page up to and including this one (a no-op on a present one).
-                let restored = (0..=i).fold(true, |ok, j| {
-                    // SAFETY: Page `j` is ours, out of the direct map or present.
-                    ok & (unsafe { shim::clear_mce_nospec(pfn + j as c_ulong) } == 0)
-                });
-                STATS.tlb_flushes.add(i as u64, Relaxed);
+                STATS.direct_map_removals.add(taken as u64, Relaxed);
+                STATS.tlb_flushes.add(taken as u64, Relaxed);
+                // Every page that comes back counts as restored, so that removals less restores
+                // stays the number of pages out of the direct map.
+                let mut back = 0;
+                for j in 0..taken {
+                    // SAFETY: Page `j` is ours and was taken out just above.
+                    if unsafe { shim::secretmem_shim_direct_map_restore(pfn + j as c_ulong) } == 0 {
+                        back += 1;
+                    }
+                }
+                STATS.direct_map_restores.add(back as u64, Relaxed);
+                let restored = back == taken;
                 return Err(RemoveFailed {
                     error: Error::from_errno(ret),
                     restored,
@@ -500,7 +513,7 @@ mod backend {
         // Every page that can go back goes back, even after a failure.
         for i in 0..count {
             // SAFETY: The page is ours and out of the direct map (the caller's guarantees).
-            let one = unsafe { shim::clear_mce_nospec(pfn + i as c_ulong) };
+            let one = unsafe { shim::secretmem_shim_direct_map_restore(pfn + i as c_ulong) };
             if ret == 0 {
                 ret = one;
             }

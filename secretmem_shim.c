@@ -9,6 +9,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/error-injection.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -18,6 +19,7 @@
 #include <linux/notifier.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/user.h>
+#include <linux/set_memory.h>
 #ifdef SECRETMEM_HAVE_SYSCALL
 #include <linux/secretmemfd_entry.h>
 #endif
@@ -31,6 +33,14 @@
 
 #include "include/uapi/linux/secretmemfd.h"
 #include "secretmem_shim.h"
+
+/*
+ * Fault injection: every kernel call whose failure the module handles, and
+ * that failslab and fail_page_alloc cannot aim at, goes through one noinline
+ * wrapper here marked ALLOW_ERROR_INJECTION, so that fail_function
+ * (/sys/kernel/debug/fail_function/) can make it fail. The list, with what
+ * each failure gives, is in Documentation/secretmem-abi.rst ("Failures").
+ */
 
 /* How pages leave the direct map on this kernel, chosen by Kbuild. */
 MODULE_INFO(backend, SECRETMEM_BACKEND);
@@ -92,9 +102,10 @@ module_param(uncached_gid, int, 0644);
 MODULE_PARM_DESC(uncached_gid,
 		 "group (initial user namespace) allowed SECRETMEM_UNCACHED besides CAP_SYS_RAWIO, -1 for none");
 
-struct file *secretmem_shim_file_create(const struct file_operations *fops,
-					const struct inode_operations *iops,
-					void *file_priv, void *inode_priv)
+noinline struct file *
+secretmem_shim_file_create(const struct file_operations *fops,
+			   const struct inode_operations *iops,
+			   void *file_priv, void *inode_priv)
 {
 	struct file *file;
 	struct inode *inode;
@@ -113,6 +124,7 @@ struct file *secretmem_shim_file_create(const struct file_operations *fops,
 	file->f_flags |= O_LARGEFILE;
 	return file;
 }
+ALLOW_ERROR_INJECTION(secretmem_shim_file_create, ERRNO);
 
 void secretmem_shim_inode_lock(struct inode *inode)
 {
@@ -144,7 +156,7 @@ int secretmem_shim_init_fault(int point)
  * call with no lock held, so the release needs no task_work round trip on the
  * way back to user space (a few microseconds per create under TCG).
  */
-int secretmem_shim_may_open_device(dev_t devt)
+noinline int secretmem_shim_may_open_device(dev_t devt)
 {
 	struct file *file = filp_open(SECRETMEM_DEVICE, O_RDWR, 0);
 	struct inode *inode;
@@ -158,6 +170,7 @@ int secretmem_shim_may_open_device(dev_t devt)
 	__fput_sync(file);
 	return ret;
 }
+ALLOW_ERROR_INJECTION(secretmem_shim_may_open_device, ERRNO);
 
 dev_t secretmem_shim_misc_devt(const struct miscdevice *misc)
 {
@@ -202,7 +215,7 @@ unsigned long secretmem_shim_page_address(struct page *page)
  * block (order > 0) is only worth having if it comes at once: no retries, no
  * warning, since the caller falls back to single pages.
  */
-struct page *secretmem_shim_alloc_pages(unsigned int order)
+noinline struct page *secretmem_shim_alloc_pages(unsigned int order)
 {
 	gfp_t gfp = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
 
@@ -210,6 +223,53 @@ struct page *secretmem_shim_alloc_pages(unsigned int order)
 		gfp |= __GFP_NORETRY | __GFP_NOWARN;
 	return alloc_pages(gfp, order);
 }
+ALLOW_ERROR_INJECTION(secretmem_shim_alloc_pages, NULL);
+
+#ifdef SECRETMEM_BACKEND_PATCHED
+/* Takes @nr pages from @page out of the direct map; the caller flushes. */
+noinline int secretmem_shim_direct_map_remove(struct page *page,
+					      unsigned int nr)
+{
+	return set_direct_map_valid_noflush(page, nr, false);
+}
+ALLOW_ERROR_INJECTION(secretmem_shim_direct_map_remove, ERRNO);
+
+/* Puts @nr pages from @page back into the direct map: no flush needed. */
+noinline int secretmem_shim_direct_map_restore(struct page *page,
+					       unsigned int nr)
+{
+	return set_direct_map_valid_noflush(page, nr, true);
+}
+ALLOW_ERROR_INJECTION(secretmem_shim_direct_map_restore, ERRNO);
+#else
+/* Takes page @pfn out of the direct map and flushes every CPU's TLB. */
+noinline int secretmem_shim_direct_map_remove(unsigned long pfn)
+{
+	return set_mce_nospec(pfn);
+}
+ALLOW_ERROR_INJECTION(secretmem_shim_direct_map_remove, ERRNO);
+
+/* Puts page @pfn back into the direct map. */
+noinline int secretmem_shim_direct_map_restore(unsigned long pfn)
+{
+	return clear_mce_nospec(pfn);
+}
+ALLOW_ERROR_INJECTION(secretmem_shim_direct_map_restore, ERRNO);
+#endif
+
+/* Switches @nr pages from @page, in the direct map, to the UC- type. */
+noinline int secretmem_shim_set_pages_uc(struct page *page, unsigned int nr)
+{
+	return set_pages_uc(page, nr);
+}
+ALLOW_ERROR_INJECTION(secretmem_shim_set_pages_uc, ERRNO);
+
+/* Switches @nr pages from @page, in the direct map, back to write-back. */
+noinline int secretmem_shim_set_pages_wb(struct page *page, unsigned int nr)
+{
+	return set_pages_wb(page, nr);
+}
+ALLOW_ERROR_INJECTION(secretmem_shim_set_pages_wb, ERRNO);
 
 void secretmem_shim_free_pages(struct page *page, unsigned int order)
 {
@@ -254,9 +314,14 @@ unsigned long secretmem_shim_memlock_limit_pages(void)
 	return rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 }
 
-/* Charges user->locked_vm as io_uring and perf do: no mmap lock needed. */
-bool secretmem_shim_charge_locked(struct user_struct *user,
-				  unsigned long pages, unsigned long limit)
+/*
+ * Charges user->locked_vm as io_uring and perf do: no mmap lock needed.
+ * -EAGAIN over @limit, charging nothing. An errno rather than a bool so that
+ * fail_function can fail it: it has no "return false" type.
+ */
+noinline int secretmem_shim_charge_locked(struct user_struct *user,
+					  unsigned long pages,
+					  unsigned long limit)
 {
 	unsigned long cur = atomic_long_read(&user->locked_vm);
 	unsigned long new;
@@ -264,10 +329,11 @@ bool secretmem_shim_charge_locked(struct user_struct *user,
 	do {
 		new = cur + pages;
 		if (new < cur || new > limit)
-			return false;
+			return -EAGAIN;
 	} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, new));
-	return true;
+	return 0;
 }
+ALLOW_ERROR_INJECTION(secretmem_shim_charge_locked, ERRNO);
 
 void secretmem_shim_uncharge_locked(struct user_struct *user,
 				    unsigned long pages)

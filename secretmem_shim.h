@@ -36,6 +36,16 @@ struct page *secretmem_shim_alloc_pages(unsigned int order);
 void secretmem_shim_free_pages(struct page *page, unsigned int order);
 void secretmem_shim_zero_pages(struct page *page, unsigned int nr);
 bool secretmem_shim_kernel_image_alias(struct page *page, unsigned int nr);
+#ifdef SECRETMEM_BACKEND_PATCHED
+int secretmem_shim_direct_map_remove(struct page *page, unsigned int nr);
+int secretmem_shim_direct_map_restore(struct page *page, unsigned int nr);
+#else
+/* The MCE helpers change one page per call. */
+int secretmem_shim_direct_map_remove(unsigned long pfn);
+int secretmem_shim_direct_map_restore(unsigned long pfn);
+#endif
+int secretmem_shim_set_pages_uc(struct page *page, unsigned int nr);
+int secretmem_shim_set_pages_wb(struct page *page, unsigned int nr);
 
 void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
 				   const struct vm_operations_struct *ops,
@@ -44,8 +54,8 @@ void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
 struct user_struct *secretmem_shim_get_current_user(void);
 void secretmem_shim_put_user(struct user_struct *user);
 unsigned long secretmem_shim_memlock_limit_pages(void);
-bool secretmem_shim_charge_locked(struct user_struct *user,
-				  unsigned long pages, unsigned long limit);
+int secretmem_shim_charge_locked(struct user_struct *user,
+				 unsigned long pages, unsigned long limit);
 void secretmem_shim_uncharge_locked(struct user_struct *user,
 				    unsigned long pages);
 

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Prototypes of `secretmem_shim.c` and of the kernel functions that the kernel crate does not
-//! bind (`asm/set_memory.h` and `asm/tlbflush.h` are not in its bindings).
+//! bind (`asm/tlbflush.h` is not in its bindings).
+//!
+//! Calls whose failure the module handles go through the shim's injectable wrappers, never to
+//! the kernel directly, so that `fail_function` can fail them (`secretmem_shim.c`).
 //!
 //! Only the thin wrappers in `access.rs`, `direct_map.rs`, `hibernation.rs`, `memlock.rs`,
 //! `secretmem_fops.rs` and `secretmem.rs` call these.
@@ -62,7 +65,7 @@ extern "C" {
         user: *mut bindings::user_struct,
         pages: c_ulong,
         limit: c_ulong,
-    ) -> bool;
+    ) -> c_int;
     pub(crate) fn secretmem_shim_uncharge_locked(user: *mut bindings::user_struct, pages: c_ulong);
 
     pub(crate) fn secretmem_shim_pm_register(
@@ -104,23 +107,23 @@ extern "C" {
         other_cpu: bool,
     ) -> c_int;
 
+    // The direct-map change of each backend (`direct_map.rs`), one kernel call each. The
+    // patched backend's calls `set_direct_map_valid_noflush()`, exported to this module by
+    // kernel/patches/0001; the other one's `set_mce_nospec()` and `clear_mce_nospec()`,
+    // exported to GPL modules by x86_64 kernels since 6.15.
+    #[cfg(secretmem_backend_patched)]
+    pub(crate) fn secretmem_shim_direct_map_remove(page: *mut bindings::page, nr: c_uint) -> c_int;
+    #[cfg(secretmem_backend_patched)]
+    pub(crate) fn secretmem_shim_direct_map_restore(page: *mut bindings::page, nr: c_uint)
+        -> c_int;
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn secretmem_shim_direct_map_remove(pfn: c_ulong) -> c_int;
+    #[cfg(not(secretmem_backend_patched))]
+    pub(crate) fn secretmem_shim_direct_map_restore(pfn: c_ulong) -> c_int;
+    pub(crate) fn secretmem_shim_set_pages_uc(page: *mut bindings::page, nr: c_uint) -> c_int;
+    pub(crate) fn secretmem_shim_set_pages_wb(page: *mut bindings::page, nr: c_uint) -> c_int;
+
     // Exported to this module by kernel/patches/0001.
     #[cfg(secretmem_backend_patched)]
-    pub(crate) fn set_direct_map_valid_noflush(
-        page: *mut bindings::page,
-        nr: c_uint,
-        valid: bool,
-    ) -> c_int;
-    #[cfg(secretmem_backend_patched)]
     pub(crate) fn flush_tlb_kernel_range(start: c_ulong, end: c_ulong);
-
-    // Exported to GPL modules by x86_64 kernels since 6.15: the backend without our patches.
-    #[cfg(not(secretmem_backend_patched))]
-    pub(crate) fn set_mce_nospec(pfn: c_ulong) -> c_int;
-    #[cfg(not(secretmem_backend_patched))]
-    pub(crate) fn clear_mce_nospec(pfn: c_ulong) -> c_int;
-
-    // Exported to all GPL modules.
-    pub(crate) fn set_pages_uc(page: *mut bindings::page, numpages: c_int) -> c_int;
-    pub(crate) fn set_pages_wb(page: *mut bindings::page, numpages: c_int) -> c_int;
 }

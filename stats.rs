@@ -28,6 +28,9 @@ pub(crate) struct Stats {
     pub(crate) direct_map_restores: Atomic<u64>,
     /// Kernel TLB range flushes.
     pub(crate) tlb_flushes: Atomic<u64>,
+    /// Pages never freed because their direct map or memory type could not be restored: each
+    /// time with a `pr_err`. Those that failed at release are also removals never restored.
+    pub(crate) leaked_pages: Atomic<u64>,
 }
 
 /// The module's counters.
@@ -39,6 +42,7 @@ pub(crate) static STATS: Stats = Stats {
     direct_map_removals: Atomic::new(0),
     direct_map_restores: Atomic::new(0),
     tlb_flushes: Atomic::new(0),
+    leaked_pages: Atomic::new(0),
 };
 
 /// The debugfs view of [`STATS`]; `Debug` is what the file shows.
@@ -66,6 +70,7 @@ impl fmt::Debug for StatsFile {
             "direct_map_restores: {}",
             s.direct_map_restores.load(Relaxed)
         )?;
-        writeln!(f, "tlb_flushes: {}", s.tlb_flushes.load(Relaxed))
+        writeln!(f, "tlb_flushes: {}", s.tlb_flushes.load(Relaxed))?;
+        writeln!(f, "leaked_pages: {}", s.leaked_pages.load(Relaxed))
     }
 }

@@ -88,13 +88,14 @@ guest_suites() {
 		echo "${label}kunit: no results"
 		failed=$((failed + 1))
 	fi
-	suites=(userspace-root userspace-user root kvm fault-inject storm fuzz-root fuzz-user pressure)
+	suites=(userspace-root userspace-user root kvm fault-inject storm fuzz-root fuzz-user pressure
+		fault-leak)
 	[ -z "$label" ] || suites[3]=kvm-guard
 	for suite in "${suites[@]}"; do
 		count_tap "$label$suite" "$dir/$suite.tap"
 	done
 	# What the robustness tests reached: failure points, operation counts, seeds.
-	for suite in fault-inject storm fuzz-root fuzz-user pressure; do
+	for suite in fault-inject storm fuzz-root fuzz-user pressure fault-leak; do
 		grep -E '^# ' "$dir/$suite.tap" 2>/dev/null | sed "s/^# /  $label$suite: /" || true
 	done
 	[ ! -f "$dir/durations.txt" ] ||

@@ -2,8 +2,9 @@
 # Runs inside the guest once init.sh has loaded the module: the C suites as
 # root and as an unprivileged user, the root-only suite, the KVM suite, the
 # Rust crate's guest tests, the demo and the VM demo, fault injection, the
-# storm, the random-operation tester and memory pressure, then a clean unload
-# and a kmemleak scan. Results go to $SECRETMEM_GUEST_OUT.
+# storm, the random-operation tester, memory pressure and the deliberate
+# leaks of fault injection, then a clean unload and a kmemleak scan. Results
+# go to $SECRETMEM_GUEST_OUT.
 #
 # On the kernel with none of our patches (release "*-unpatched") the same
 # suites run, told that there is no system call; KVM is a module there, so
@@ -55,6 +56,10 @@ timed storm "$bin/storm_test" 20
 timed fuzz-root "$fuzz" --seconds 20
 timed fuzz-user setpriv --reuid=65534 --regid=65534 --clear-groups "$fuzz" --seconds 10
 timed pressure "$bin/pressure_test"
+# Last: failures that make the module give pages up on purpose. A page whose
+# restore failed stays out of the direct map and counts as a removal never
+# restored, which every suite above would rightly take for a bug.
+timed fault-leak "$bin/fault_inject_test" --leaks
 
 # After the last user, the module must unload with the direct map restored.
 if ! rmmod secretmemfd >"$out/rmmod.txt" 2>&1; then

@@ -27,6 +27,19 @@
  * too does the store fail. For it, failslab's cache-filter narrows failslab
  * to the radix_tree_node cache and `times` K fails the fault's first K node
  * allocations.
+ *
+ * The failures that no allocation causes (a direct-map change, a memory-type
+ * change, the locked-memory charge, the file's creation, the system call's
+ * access check) and the block allocation, which the generic injectors cannot
+ * tell from the page allocations around it, go through the module's own
+ * injectable wrappers (secretmem_shim.c). The "fail_function/" tests fail
+ * those with fail_function, aimed at this task the same way, and check the
+ * documented result, the counters, and that the kernel log says "leaking"
+ * exactly when the module gives pages up. Those that do give pages up, on
+ * purpose, run only as "fault_inject_test --leaks": a page whose restore
+ * failed stays out of the direct map for the rest of the boot and is counted
+ * as a removal never restored, so make check runs them after every suite
+ * that expects removals and restores to balance.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -44,10 +57,11 @@
 /* An operation that makes more allocations than this is only tried this far. */
 #define MAX_NTH 160
 
-enum { SLAB, PAGE_ALLOC, NR_INJECTORS };
-static const char *const injector_name[] = { "failslab", "fail_page_alloc" };
+/* The generic injectors come first: the loops over NR_INJECTORS set only those. */
+enum { SLAB, PAGE_ALLOC, NR_INJECTORS, FUNC = NR_INJECTORS };
+static const char *const injector_name[] = { "failslab", "fail_page_alloc", "fail_function" };
 /* Descriptors of each injector's `times`, opened before anything is armed. */
-static int times_fd[NR_INJECTORS] = { -1, -1 };
+static int times_fd[NR_INJECTORS + 1] = { -1, -1, -1 };
 /* What arm() writes to `times`: how many allocations in a row fail. */
 static int arm_times = 1;
 /* failslab narrowed to the XArray's node cache, with bursts instead of aim. */
@@ -220,7 +234,7 @@ static long stat_value(const char *key)
 }
 
 struct counters {
-	long areas, pages, faults, removals, restores;
+	long areas, pages, faults, removals, restores, fallbacks, leaked;
 };
 
 static struct counters counters_now(void)
@@ -231,6 +245,8 @@ static struct counters counters_now(void)
 		.faults = stat_value("faults"),
 		.removals = stat_value("direct_map_removals"),
 		.restores = stat_value("direct_map_restores"),
+		.fallbacks = stat_value("block_fallbacks"),
+		.leaked = stat_value("leaked_pages"),
 	};
 }
 
@@ -643,16 +659,396 @@ static void test_counters_zero_and_memlock_refunded(void)
 {
 	struct counters c = counters_now();
 
-	printf("# after the trials: areas %ld, pages %ld, faults %ld, removals %ld, restores %ld, VmLck %ld kB\n",
-	       c.areas, c.pages, c.faults, c.removals, c.restores,
+	printf("# after the trials: areas %ld, pages %ld, faults %ld, removals %ld, restores %ld, leaked %ld, VmLck %ld kB\n",
+	       c.areas, c.pages, c.faults, c.removals, c.restores, c.leaked,
 	       key_value("/proc/self/status", "VmLck"));
 	fflush(stdout);
 	CHECK(c.areas == 0 && c.pages == 0);
 	CHECK(c.removals == c.restores);
+	/* Nothing here gives pages up: the --leaks tests do, last. */
+	CHECK(c.leaked == 0);
 	CHECK(key_value("/proc/self/status", "VmLck") == 0);
 	CHECK(child_signal(memlock_probe, NULL) == 0);
 	c = counters_now();
 	CHECK(c.areas == 0 && c.pages == 0 && c.removals == c.restores);
+}
+
+/*
+ * fail_function on the module's injectable points. Its one fault_attr serves
+ * every function written to `inject`: `times` failures in a row, after
+ * `space` lets calls through, counted over all of them. Its task-filter
+ * cannot aim: the kprobe handler that asks runs in the int3 handler, in NMI
+ * context, where in_task() is false, so with the filter on nothing ever
+ * fails. The window from setting `times` to reading it back aims instead:
+ * nothing else in the guest uses secret memory while this suite runs, and
+ * a stray failure would show in the counters each trial checks.
+ */
+#define FAIL_FUNCTION DEBUGFS "/fail_function"
+
+static void ff_setup(void)
+{
+	/* A trial that stopped early may have left points behind. */
+	write_file(FAIL_FUNCTION "/inject", " ");
+	injector_set(FUNC, "times", "0");
+	injector_set(FUNC, "probability", "100");
+	injector_set(FUNC, "interval", "1");
+	injector_set(FUNC, "space", "0");
+	/* Level 2 dumps a stack, which the splat matcher would take for a splat. */
+	injector_set(FUNC, "verbose", "0");
+	injector_set(FUNC, "task-filter", "N");
+	times_fd[FUNC] = times_open(FUNC);
+}
+
+/* Removes every point and puts back fail_function's boot-time settings. */
+static void ff_reset(void)
+{
+	write_file(FAIL_FUNCTION "/inject", " ");
+	injector_set(FUNC, "probability", "0");
+	injector_set(FUNC, "space", "0");
+	injector_set(FUNC, "times", "1");
+	injector_set(FUNC, "verbose", "2");
+}
+
+/* Makes @fn return -@err when it fails, or NULL for @err 0. */
+static void ff_add(const char *fn, int err)
+{
+	char path[160], value[32];
+
+	write_file(FAIL_FUNCTION "/inject", fn);
+	snprintf(path, sizeof(path), FAIL_FUNCTION "/%s/retval", fn);
+	snprintf(value, sizeof(value), "%#lx", (unsigned long)-(long)err);
+	write_file(path, value);
+}
+
+/* Ends an armed window; returns whether every failure it was armed for happened. */
+static bool ff_disarm(void)
+{
+	int fd = times_open(FUNC);
+	bool fired = read_fresh(fd) == 0;
+
+	close(fd);
+	set_times(FUNC, 0);
+	return fired;
+}
+
+/* The kernel log from now on: a /dev/kmsg reader at its end. */
+static int kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	CHECK(lseek(fd, 0, SEEK_END) >= 0);
+	return fd;
+}
+
+/* Whether a record logged since kmsg_open() contains @text; closes @fd. */
+static bool kmsg_says(int fd, const char *text)
+{
+	char rec[1024];
+	bool found = false;
+	ssize_t n;
+
+	while ((n = read(fd, rec, sizeof(rec) - 1)) != 0) {
+		if (n < 0 && errno == EPIPE)
+			continue;
+		if (n < 0)
+			break;
+		rec[n] = '\0';
+		found |= strstr(rec, text) != NULL;
+	}
+	close(fd);
+	return found;
+}
+
+static bool backend_mce_helpers(void)
+{
+	char line[128];
+	bool mce = false;
+	FILE *f = fopen(STATS, "re");
+
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "backend: ", 9))
+			mce = !strcmp(line + 9, "mce-helpers\n");
+	fclose(f);
+	return mce;
+}
+
+/* Creation with fail_function failing @fn with -@err, through the ioctl or the system call. */
+static void ff_create(const char *fn, int err, bool syscall_entry)
+{
+	long nr = secretmemfd_syscall_nr();
+	int dev = -1, fd, got, lowest, next;
+	struct counters before, after;
+	bool fired;
+
+	CHECK(!syscall_entry || nr >= 0);
+	ff_setup();
+	ff_add(fn, err);
+	if (!syscall_entry) {
+		dev = open(SECRETMEM_DEVICE, O_RDWR | O_CLOEXEC);
+		CHECK(dev >= 0);
+	}
+	/* The descriptor a creation would take. */
+	lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	CHECK(lowest >= 0 && close(lowest) == 0);
+	before = counters_now();
+	set_times(FUNC, 1);
+	fd = syscall_entry ? syscall(nr, SECRETMEM_EXCLUSIVE) :
+			     ioctl(dev, SECRETMEM_CREATE, SECRETMEM_EXCLUSIVE);
+	got = errno;
+	fired = ff_disarm();
+	after = counters_now();
+	/* No descriptor was installed or kept reserved: the lowest one is still free. */
+	next = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ff_reset();
+	printf("# fail_function: %s -> -%s: %s gave %s; areas %ld -> %ld, descriptor %d %s\n",
+	       fn, strerrorname_np(err), syscall_entry ? "secretmemfd()" : "SECRETMEM_CREATE",
+	       fd < 0 ? strerrorname_np(got) : "a descriptor", before.areas, after.areas,
+	       lowest, next == lowest ? "still free" : "taken");
+	fflush(stdout);
+	CHECK(fired);
+	CHECK(fd == -1 && got == err);
+	CHECK(after.areas == before.areas);
+	CHECK(next == lowest);
+	close(next);
+	if (dev >= 0)
+		close(dev);
+}
+
+static void test_ff_create_ioctl_file_create(void)
+{
+	ff_create("secretmem_shim_file_create", ENOMEM, false);
+}
+
+static void test_ff_create_syscall_file_create(void)
+{
+	ff_create("secretmem_shim_file_create", ENOMEM, true);
+}
+
+static void test_ff_create_syscall_device_check(void)
+{
+	ff_create("secretmem_shim_may_open_device", EACCES, true);
+}
+
+enum ff_when { FF_FAULT, FF_RELEASE };
+enum ff_end { FF_SERVED, FF_SIGBUS, FF_KILLED };
+static const char *const ff_end_name[] = { "served", "SIGBUS", "killed" };
+
+/* One fail_function trial on the first touch of an area or on its release, and what it must give. */
+struct ff_case {
+	const char *fn[3];	/* the functions that fail, NULL-terminated */
+	int err;		/* what they return: -err, or NULL for 0 */
+	int times;		/* failures in a row */
+	int passes_mce;		/* calls let through first, on the mce-helpers backend */
+	unsigned int flags;	/* of the area */
+	long pages;		/* its size: 512 pages is one whole 2 MiB chunk, a block */
+	enum ff_when when;
+	/* Expected: */
+	enum ff_end end;	/* how the touch ends */
+	long faults;		/* handler calls: 2 when VM_FAULT_OOM made the core retry */
+	long fallbacks;		/* block_fallbacks added */
+	long leaked;		/* leaked_pages added */
+	long out;		/* of those, pages left out of the direct map (patched backend) */
+	long out_mce;		/* the same on the mce-helpers backend */
+	const char *log;	/* what the kernel log says, or NULL: it must not say "leaking" */
+};
+
+/* Touches @p in a child, which arms fail_function for @times failures. */
+static enum ff_end ff_touch(char *p, int times)
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		set_times(FUNC, times);
+		((volatile char *)p)[0] = 0x5a;
+		_exit(((volatile char *)p)[0] == 0x5a ? 0 : 1);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return FF_SERVED;
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS)
+		return FF_SIGBUS;
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		return FF_KILLED;
+	fprintf(stderr, "  fault child: %s %d\n", WIFSIGNALED(status) ? "signal" : "exit",
+		WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	CHECK(!"the faulting child ended in an undocumented way");
+	return FF_KILLED;
+}
+
+#define BLOCK 512
+
+/* Whether new areas take 2 MiB blocks (the `blocks` module parameter). */
+static bool blocks_on(void)
+{
+	char value = 0;
+	FILE *f = fopen("/sys/module/secretmemfd/parameters/blocks", "re");
+
+	CHECK(f);
+	CHECK(fread(&value, 1, 1, f) == 1);
+	fclose(f);
+	return value == 'Y';
+}
+
+static void ff_run(const char *name, const struct ff_case *c)
+{
+	bool mce = backend_mce_helpers(), fired, logged;
+	long out = mce ? c->out_mce : c->out, touched = 0, faults = 0;
+	struct counters base, now, mid;
+	enum ff_end end = FF_SERVED;
+	char space[16], fns[160] = "";
+	int fd, kmsg;
+	char *p;
+
+	if (c->pages >= BLOCK)
+		CHECK(blocks_on());
+	ff_setup();
+	for (int i = 0; c->fn[i]; i++) {
+		ff_add(c->fn[i], c->err);
+		snprintf(fns + strlen(fns), sizeof(fns) - strlen(fns), "%s%s", i ? " + " : "",
+			 c->fn[i]);
+	}
+	/* `space` N lets N - 1 calls through (it fails once space is not above the call's 1). */
+	snprintf(space, sizeof(space), "%d", mce && c->passes_mce ? c->passes_mce + 1 : 0);
+	injector_set(FUNC, "space", space);
+
+	base = counters_now();
+	fd = secretmemfd(c->flags);
+	CHECK(fd >= 0 && ftruncate(fd, c->pages * ps) == 0);
+	p = mmap(NULL, c->pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	kmsg = kmsg_open();
+	if (c->when == FF_FAULT) {
+		end = ff_touch(p, c->times);
+		fired = ff_disarm();
+		mid = counters_now();
+		touched = end == FF_SERVED;
+		faults = mid.faults - base.faults;
+		if (touched)
+			CHECK(p[0] == 0x5a);
+		CHECK(munmap(p, c->pages * ps) == 0);
+		CHECK(close(fd) == 0);
+	} else {
+		p[0] = 1;
+		set_times(FUNC, c->times);
+		CHECK(munmap(p, c->pages * ps) == 0);
+		CHECK(close(fd) == 0);
+		fired = ff_disarm();
+	}
+	now = counters_now();
+	logged = c->log ? kmsg_says(kmsg, c->log) : kmsg_says(kmsg, "leaking");
+	ff_reset();
+	printf("# fail_function: %s -> %s%s x%d%s: %s %s; faults +%ld, block_fallbacks +%ld, leaked_pages +%ld, out of the direct map +%ld%s%s%s\n",
+	       fns, c->err ? "-" : "NULL", c->err ? strerrorname_np(c->err) : "", c->times,
+	       mce && c->passes_mce ? " after a pass" : "", name,
+	       c->when == FF_FAULT ? ff_end_name[end] : "released", faults,
+	       now.fallbacks - base.fallbacks, now.leaked - base.leaked,
+	       (now.removals - now.restores) - (base.removals - base.restores),
+	       c->log ? ", log: \"" : "", c->log && logged ? c->log : c->log ? "(missing)" : "",
+	       c->log ? "\"" : "");
+	fflush(stdout);
+	CHECK(fired);
+	CHECK(c->log ? logged : !logged);
+	if (c->when == FF_FAULT) {
+		CHECK(end == c->end);
+		CHECK(faults == c->faults);
+		/* While mapped: the touched page, if any, and nothing else. */
+		CHECK(mid.pages - base.pages == touched);
+		CHECK(mid.removals - mid.restores == base.removals - base.restores + touched + out);
+	}
+	CHECK(now.areas == base.areas && now.pages == base.pages);
+	CHECK(now.fallbacks - base.fallbacks == c->fallbacks);
+	CHECK(now.leaked - base.leaked == c->leaked);
+	CHECK(now.removals - now.restores == base.removals - base.restores + out);
+}
+
+#define DIRECT_MAP_REMOVE "secretmem_shim_direct_map_remove"
+#define DIRECT_MAP_RESTORE "secretmem_shim_direct_map_restore"
+#define ALLOC_PAGES "secretmem_shim_alloc_pages"
+#define CHARGE_LOCKED "secretmem_shim_charge_locked"
+#define SET_PAGES_UC "secretmem_shim_set_pages_uc"
+#define SET_PAGES_WB "secretmem_shim_set_pages_wb"
+
+#define FF_TEST(test, ...)							\
+	static void test_ff_##test(void)					\
+	{									\
+		static const struct ff_case c = { __VA_ARGS__ };		\
+		ff_run(#test, &c);						\
+	}
+
+/* A page's allocation: the fault gives up with VM_FAULT_OOM and is retried. */
+FF_TEST(fault_alloc_page, .fn = { ALLOC_PAGES }, .times = 1, .pages = 2,
+	.end = FF_SERVED, .faults = 2)
+/* A block's allocation: the chunk takes single pages, never an error. */
+FF_TEST(fault_alloc_block, .fn = { ALLOC_PAGES }, .times = 1, .pages = BLOCK,
+	.end = FF_SERVED, .faults = 1, .fallbacks = 1)
+/* A page's memlock charge: SIGBUS, as over RLIMIT_MEMLOCK. */
+FF_TEST(fault_charge_page, .fn = { CHARGE_LOCKED }, .err = EAGAIN, .times = 1, .pages = 2,
+	.end = FF_SIGBUS, .faults = 1)
+/* A block's charge: single pages instead. */
+FF_TEST(fault_charge_block, .fn = { CHARGE_LOCKED }, .err = EAGAIN, .times = 1,
+	.pages = BLOCK, .end = FF_SERVED, .faults = 1, .fallbacks = 1)
+/* A block's charge, then the page's: SIGBUS. */
+FF_TEST(fault_charge_block_and_page, .fn = { CHARGE_LOCKED }, .err = EAGAIN, .times = 2,
+	.pages = BLOCK, .end = FF_SIGBUS, .faults = 1, .fallbacks = 1)
+/* The removal from the direct map, ENOMEM: the page is put back and freed, the fault retried. */
+FF_TEST(fault_remove_enomem, .fn = { DIRECT_MAP_REMOVE }, .err = ENOMEM, .times = 1,
+	.pages = 2, .end = FF_SERVED, .faults = 2)
+/* The removal, any other errno: SIGBUS. */
+FF_TEST(fault_remove_einval, .fn = { DIRECT_MAP_REMOVE }, .err = EINVAL, .times = 1,
+	.pages = 2, .end = FF_SIGBUS, .faults = 1)
+/* A block's removal: the block is put back and freed, single pages instead. */
+FF_TEST(fault_remove_block, .fn = { DIRECT_MAP_REMOVE }, .err = ENOMEM, .times = 1,
+	.pages = BLOCK, .end = FF_SERVED, .faults = 1, .fallbacks = 1)
+/* The switch to UC- of an uncached page: back to write-back and freed, the fault retried. */
+FF_TEST(fault_uncached_set_uc, .fn = { SET_PAGES_UC }, .err = ENOMEM, .times = 1,
+	.flags = SECRETMEM_UNCACHED, .pages = 2, .end = FF_SERVED, .faults = 2)
+
+/*
+ * Deliberate leaks (--leaks). A removal that fails and cannot be undone:
+ * the 512 pages are given up, the chunk takes single pages. On the
+ * mce-helpers backend the removal fails at the block's second page, after the
+ * first has really left the direct map; that page stays out.
+ */
+FF_TEST(leak_remove_undo, .fn = { DIRECT_MAP_REMOVE, DIRECT_MAP_RESTORE }, .err = ENOMEM,
+	.times = 2, .passes_mce = 1, .pages = BLOCK, .end = FF_SERVED, .faults = 1,
+	.fallbacks = 1, .leaked = BLOCK, .out_mce = 1,
+	.log = "cannot undo a failed direct-map removal: leaking 512 pages")
+/* The restore at release: the page is given up while out of the direct map. */
+FF_TEST(leak_release_restore, .fn = { DIRECT_MAP_RESTORE }, .err = ENOMEM, .times = 1,
+	.pages = 2, .when = FF_RELEASE, .leaked = 1, .out = 1, .out_mce = 1,
+	.log = "cannot restore the direct map of 1 secret pages (-12): leaking them")
+/* UC- fails, then write-back: the page (in the direct map) is given up, the fault retried. */
+FF_TEST(leak_uncached_set_uc_and_wb, .fn = { SET_PAGES_UC, SET_PAGES_WB }, .err = ENOMEM,
+	.times = 2, .flags = SECRETMEM_UNCACHED, .pages = 2, .end = FF_SERVED, .faults = 2,
+	.leaked = 1, .log = "cannot restore write-back on 1 secret pages (-12): leaking them")
+/* Write-back at release: the page is back in the direct map and zeroed, but given up. */
+FF_TEST(leak_uncached_release_wb, .fn = { SET_PAGES_WB }, .err = ENOMEM, .times = 1,
+	.flags = SECRETMEM_UNCACHED, .pages = 2, .when = FF_RELEASE, .leaked = 1,
+	.log = "cannot restore write-back on 1 secret pages (-12): leaking them")
+
+/*
+ * After the whole --leaks group, on a module that leaked nothing before it
+ * (the last test of the other group checks that): exactly the pages the
+ * group gave up are leaked, and only those whose restore failed are out of
+ * the direct map.
+ */
+static void test_counters_after_leaks(void)
+{
+	struct counters c = counters_now();
+	long out = backend_mce_helpers() ? 2 : 1;
+
+	printf("# after the deliberate leaks: areas %ld, pages %ld, leaked_pages %ld, removals - restores %ld (pages left out of the direct map)\n",
+	       c.areas, c.pages, c.leaked, c.removals - c.restores);
+	fflush(stdout);
+	CHECK(c.areas == 0 && c.pages == 0);
+	CHECK(c.leaked == BLOCK + 3);
+	CHECK(c.removals - c.restores == out);
 }
 
 #define OP_ENTRIES(op)						\
@@ -670,10 +1066,34 @@ static const struct test tests[] = {
 	{ "fault/radix_tree_node", test_fault_xarray_node },
 	OP_ENTRIES(release),
 	OP_ENTRIES(release_by_munmap),
+	{ "fail_function/create_ioctl/file_create", test_ff_create_ioctl_file_create },
+	{ "fail_function/create_syscall/file_create", test_ff_create_syscall_file_create },
+	{ "fail_function/create_syscall/device_check", test_ff_create_syscall_device_check },
+	{ "fail_function/fault/alloc_page", test_ff_fault_alloc_page },
+	{ "fail_function/fault/alloc_block", test_ff_fault_alloc_block },
+	{ "fail_function/fault/charge_page", test_ff_fault_charge_page },
+	{ "fail_function/fault/charge_block", test_ff_fault_charge_block },
+	{ "fail_function/fault/charge_block_and_page", test_ff_fault_charge_block_and_page },
+	{ "fail_function/fault/remove_enomem", test_ff_fault_remove_enomem },
+	{ "fail_function/fault/remove_einval", test_ff_fault_remove_einval },
+	{ "fail_function/fault/remove_block", test_ff_fault_remove_block },
+	{ "fail_function/fault_uncached/set_uc", test_ff_fault_uncached_set_uc },
 	{ "counters_zero_and_memlock_refunded", test_counters_zero_and_memlock_refunded },
+};
+
+/* Run by "--leaks" only, and last: they give pages up for the rest of the boot. */
+static const struct test leak_tests[] = {
+	{ "fail_function/fault/remove_undo", test_ff_leak_remove_undo },
+	{ "fail_function/release/restore", test_ff_leak_release_restore },
+	{ "fail_function/fault_uncached/set_uc_and_wb", test_ff_leak_uncached_set_uc_and_wb },
+	{ "fail_function/release_uncached/wb", test_ff_leak_uncached_release_wb },
+	{ "counters_after_leaks", test_counters_after_leaks },
 };
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "--leaks"))
+		return run_tests(leak_tests, sizeof(leak_tests) / sizeof(leak_tests[0]),
+				 argc - 1, argv + 1);
 	return run_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }
