@@ -361,6 +361,13 @@ static void unloader_process(void)
 {
 	double next_lull = now() + 2;
 
+	/*
+	 * The first attempt waits for the first file: made earlier, it would
+	 * unload the module before anything holds it, and a reload under load
+	 * (KUnit runs at load) can take most of the run.
+	 */
+	while (!atomic_load(&S->creates) && !atomic_load(&S->stop))
+		usleep(1000);
 	while (!atomic_load(&S->stop)) {
 		bool unloaded = false;
 
