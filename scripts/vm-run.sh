@@ -21,8 +21,12 @@ command -v vng >/dev/null || die "vng not found: run scripts/setup-tools.sh"
 
 rm -rf "$out"
 mkdir -p "$out"
-# The guest finds the kernel's own modules (kvm.ko where KVM is one) here.
-echo "$tree" >"$out/kernel-tree"
+# The kernel's own modules where KVM is one, for kvm_guard_test: the guest
+# does not see the cache the tree is in.
+mkdir -p "$out/kmod"
+for mod in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
+	[ ! -f "$tree/$mod" ] || cp "$tree/$mod" "$out/kmod/"
+done
 
 # KVM is tried once per machine: here qemu aborts on MSR 0x10a, so fall back to TCG.
 accel=()

@@ -26,9 +26,8 @@ setpriv --reuid=65534 --regid=65534 --clear-groups \
 	"$bin/secretmem_test" >"$out/userspace-user.tap" 2>&1 || rc=1
 "$bin/root_test" >"$out/root.tap" 2>&1 || rc=1
 if [ $unpatched = 1 ]; then
-	tree=$(cat "$out/kernel-tree")
-	"$bin/kvm_guard_test" "$tree/virt/lib/irqbypass.ko" "$tree/arch/x86/kvm/kvm.ko" \
-		"$tree/arch/x86/kvm/kvm-amd.ko" >"$out/kvm-guard.tap" 2>&1 || rc=1
+	"$bin/kvm_guard_test" "$out/kmod/irqbypass.ko" "$out/kmod/kvm.ko" "$out/kmod/kvm-amd.ko" \
+		>"$out/kvm-guard.tap" 2>&1 || rc=1
 else
 	"$bin/kvm_test" >"$out/kvm.tap" 2>&1 || rc=1
 fi
