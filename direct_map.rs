@@ -134,16 +134,17 @@ impl<const ORDER: u32> SecretPages<ORDER> {
         // we run in process context that may sleep (a fault, or a KUnit case), as the
         // allocation before this did.
         if let Err(failed) = unsafe { backend::remove(page, Self::PAGES) } {
-            // SAFETY: The pages are ours and, if `restored`, back in the direct map.
-            if failed.restored && unsafe { restore_write_back(page, Self::PAGES, mode) } {
-                // SAFETY: Back in the direct map, write-back and never handed out.
-                unsafe { give_back_pages::<ORDER>(page) };
-            } else {
+            if !failed.restored {
                 pr_err!(
                     "cannot undo a failed direct-map removal: leaking {} pages\n",
                     Self::PAGES
                 );
                 STATS.leaked_pages.add(Self::PAGES as u64, Relaxed);
+            // SAFETY: The pages are ours and back in the direct map. On failure
+            // `restore_write_back` counts and reports the leak itself.
+            } else if unsafe { restore_write_back(page, Self::PAGES, mode) } {
+                // SAFETY: Back in the direct map, write-back and never handed out.
+                unsafe { give_back_pages::<ORDER>(page) };
             }
             return Err(failed.error);
         }
@@ -381,11 +382,12 @@ mod backend {
         Ok(())
     }
 
-    /// Every page can leave the direct map and come back: returns `page`.
+    /// Returns `page`: the patched change skips aliases (`CPA_NO_CHECK_ALIAS`), leaving a
+    /// kernel-image alias as it was, as `memfd_secret(2)` does.
     ///
     /// # Safety
     ///
-    /// None beyond the helpers backend's.
+    /// `page` must have been allocated with `ORDER` and be owned by the caller.
     pub(super) unsafe fn usable<const ORDER: u32>(
         page: NonNull<bindings::page>,
     ) -> Result<NonNull<bindings::page>> {
@@ -446,16 +448,19 @@ mod backend {
                 STATS.direct_map_removals.add(taken as u64, Relaxed);
                 STATS.tlb_flushes.add(taken as u64, Relaxed);
                 // Every page that comes back counts as restored, so that removals less restores
-                // stays the number of pages out of the direct map.
-                let mut back = 0;
-                for j in 0..taken {
-                    // SAFETY: Page `j` is ours and was taken out just above.
-                    if unsafe { shim::secretmem_shim_direct_map_restore(pfn + j as c_ulong) } == 0 {
+                // stays the number of pages out of the direct map. Page `i` is put back too: a
+                // failed change may have taken it out before failing on its alias (a no-op on
+                // a present page).
+                let (mut back, mut restored) = (0, true);
+                for j in 0..=i {
+                    // SAFETY: Page `j` is ours, out of the direct map or present.
+                    let ok = unsafe { shim::secretmem_shim_direct_map_restore(pfn + j as c_ulong) };
+                    restored &= ok == 0;
+                    if ok == 0 && j < taken {
                         back += 1;
                     }
                 }
                 STATS.direct_map_restores.add(back as u64, Relaxed);
-                let restored = back == taken;
                 return Err(RemoveFailed {
                     error: Error::from_errno(ret),
                     restored,
@@ -468,9 +473,10 @@ mod backend {
     }
 
     /// Returns `page`, or instead another allocation of `ORDER` if the kernel image's high
-    /// mapping aliases it: `clear_mce_nospec()` would make that alias present again at release
-    /// (the patched backend's change skips aliases). The rejected pages are freed only once the
-    /// replacement is had, so that the allocator does not hand them straight back.
+    /// mapping aliases it: `clear_mce_nospec()` makes aliases present again at release, and a
+    /// freed image page's alias is one the kernel made not present on purpose. Up to eight
+    /// allocations are tried; the rejected ones are freed only once a replacement is had, so
+    /// that the allocator does not hand them straight back.
     ///
     /// # Safety
     ///
@@ -479,26 +485,40 @@ mod backend {
     pub(super) unsafe fn usable<const ORDER: u32>(
         page: NonNull<bindings::page>,
     ) -> Result<NonNull<bindings::page>> {
+        /// Freed image memory is contiguous, and the allocator hands out neighbours in turn.
+        const TRIES: usize = 8;
         let aliased = |page: NonNull<bindings::page>| {
             // SAFETY: `page` is the first of `2^ORDER` valid pages.
             unsafe { shim::secretmem_shim_kernel_image_alias(page.as_ptr(), 1 << ORDER) }
         };
-        if !aliased(page) {
-            return Ok(page);
-        }
-        // SAFETY: Allocating pages has no precondition.
-        let other = NonNull::new(unsafe { shim::secretmem_shim_alloc_pages(ORDER) });
-        // SAFETY: `page` is ours, allocated with `ORDER`, untouched and in the direct map.
-        unsafe { give_back_pages::<ORDER>(page) };
-        match other {
-            Some(other) if !aliased(other) => Ok(other),
-            Some(other) => {
-                // SAFETY: As for `page`.
-                unsafe { give_back_pages::<ORDER>(other) };
-                Err(ENOMEM)
+        let mut rejected = [None; TRIES];
+        let mut found = Err(ENOMEM);
+        let mut next = Some(page);
+        for slot in rejected.iter_mut() {
+            match next {
+                Some(page) if aliased(page) => *slot = Some(page),
+                Some(page) => {
+                    found = Ok(page);
+                    break;
+                }
+                None => break,
             }
-            None => Err(ENOMEM),
+            // SAFETY: Allocating pages has no precondition.
+            next = NonNull::new(unsafe { shim::secretmem_shim_alloc_pages(ORDER) });
         }
+        if found.is_err() {
+            if let Some(last) = next.filter(|&page| !aliased(page)) {
+                found = Ok(last);
+            } else if let Some(last) = next {
+                // SAFETY: Ours, allocated with `ORDER`, untouched and in the direct map.
+                unsafe { give_back_pages::<ORDER>(last) };
+            }
+        }
+        for page in rejected.into_iter().flatten() {
+            // SAFETY: As for `last`: each rejected allocation is given back once.
+            unsafe { give_back_pages::<ORDER>(page) };
+        }
+        found
     }
 
     /// Puts `count` pages from `page` back into the direct map; fails if any stays out.

@@ -506,15 +506,19 @@ bool secretmem_shim_kvm_present(void)
 #endif
 
 #ifndef SECRETMEM_BACKEND_PATCHED
-/* Whether the kernel image's high mapping has an entry for @phys. */
+/*
+ * Whether the kernel image's high mapping has an entry for @phys. phys_base
+ * may be "negative" under KASLR: only the offset from it counts.
+ */
 static bool secretmem_image_alias(phys_addr_t phys)
 {
+	u64 off = phys - phys_base;
 	unsigned int level;
 	pte_t *pte;
 
-	if (phys < phys_base || phys - phys_base >= KERNEL_IMAGE_SIZE)
+	if (off >= KERNEL_IMAGE_SIZE)
 		return false;
-	pte = lookup_address(__START_KERNEL_map + phys - phys_base, &level);
+	pte = lookup_address(__START_KERNEL_map + off, &level);
 	return pte && !pte_none(*pte);
 }
 
