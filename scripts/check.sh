@@ -73,6 +73,17 @@ else
 	failed=$((failed + 1))
 fi
 
+# Counts a demo under name $1: passed if file $2 has the line $4, which $3 says in words.
+verdict() {
+	if grep -qxF "$4" "$2" 2>/dev/null; then
+		echo "$1: $3"
+		passed=$((passed + 1))
+	else
+		echo "$1: failed (see $2)"
+		failed=$((failed + 1))
+	fi
+}
+
 # The guest suites on one kernel: $1 names it in the lines printed ("" for the
 # patched debug kernel, "unpatched: " for the other), $2 is where its results
 # go; the environment (KDIR, SECRETMEM_MODULE) picks the kernel and module.
@@ -102,24 +113,12 @@ guest_suites() {
 		echo "  ${label}robustness tests (s, in the guest): $(tr '\n' ' ' <"$dir/durations.txt")"
 	count_libtest "${label}crate (guest, root)" "$dir/crate-root.txt"
 	count_libtest "${label}crate (guest, uid 65534)" "$dir/crate-user.txt"
-	if grep -qx 'result: the ordinary copy leaked to every attack; the secret one to none' "$dir/demo.txt" 2>/dev/null; then
-		echo "${label}demo: every attack on the secret refused"
-		passed=$((passed + 1))
-	else
-		echo "${label}demo: failed (see $dir/demo.txt)"
-		failed=$((failed + 1))
-	fi
+	verdict "${label}demo" "$dir/demo.txt" "every attack on the secret refused" \
+		'result: the ordinary copy leaked to every attack; the secret one to none'
 	# The VM demo needs KVM, which the unpatched kernel keeps away from secret memory.
-	if [ -z "$label" ]; then
-		vm_verdict='result: the ordinary VM leaked its key to every attack; the secret VM to none and answered every challenge'
-		if grep -qxF "$vm_verdict" "$dir/vm.txt" 2>/dev/null; then
-			echo "vm demo: every attack on the secret VM refused, every challenge answered"
-			passed=$((passed + 1))
-		else
-			echo "vm demo: failed (see $dir/vm.txt)"
-			failed=$((failed + 1))
-		fi
-	fi
+	[ -n "$label" ] || verdict "vm demo" "$dir/vm.txt" \
+		"every attack on the secret VM refused, every challenge answered" \
+		'result: the ordinary VM leaked its key to every attack; the secret VM to none and answered every challenge'
 	# Splats, a failed unload or a guest that did not finish fail the run too.
 	if [ $vm_ok = 0 ]; then
 		echo "${label}guest checks: failed (see above and $dir/console.log)"

@@ -762,16 +762,7 @@ static bool kmsg_says(int fd, const char *text)
 
 static bool backend_mce_helpers(void)
 {
-	char line[128];
-	bool mce = false;
-	FILE *f = fopen(STATS, "re");
-
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "backend: ", 9))
-			mce = !strcmp(line + 9, "mce-helpers\n");
-	fclose(f);
-	return mce;
+	return key_line_starts(STATS, "backend", "mce-helpers\n");
 }
 
 /* Creation with fail_function failing @fn with -@err, through the ioctl or the system call. */

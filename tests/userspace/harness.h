@@ -168,6 +168,22 @@ static inline int child_exit(void (*fn)(void *), void *arg)
 	return WEXITSTATUS(status);
 }
 
+/* Whether the last "@key: " line of @path goes on with @prefix. */
+static inline bool key_line_starts(const char *path, const char *key, const char *prefix)
+{
+	size_t n = strlen(key);
+	char line[256];
+	bool found = false;
+	FILE *f = fopen(path, "re");
+
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && !strncmp(line + n, ": ", 2))
+			found = !strncmp(line + n + 2, prefix, strlen(prefix));
+	fclose(f);
+	return found;
+}
+
 /* Reads the number at the start of @path. */
 static inline long read_long(const char *path)
 {

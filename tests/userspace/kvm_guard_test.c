@@ -45,16 +45,7 @@ static void unload_kvm(void)
 /* Whether the stats' "kvm:" line starts with @state. */
 static bool kvm_state(const char *state)
 {
-	char line[256];
-	bool found = false;
-	FILE *f = fopen(STATS, "re");
-
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "kvm: ", 5))
-			found = !strncmp(line + 5, state, strlen(state));
-	fclose(f);
-	return found;
+	return key_line_starts(STATS, "kvm", state);
 }
 
 /* The backend is the unpatched kernels' one; KVM is not loaded. */
