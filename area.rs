@@ -20,6 +20,7 @@ use crate::{
     },
     kvm_guard,
     memlock::MemlockCharge,
+    page_pool,
     shim,
     stats::STATS, //
 };
@@ -287,7 +288,7 @@ impl SecretArea {
     /// Charges, takes and publishes one page at `index`; the caller holds the fill lock.
     fn take_page(&self, index: usize) -> Result<Resident> {
         self.memlock.charge(1)?;
-        let page = match SecretPage::take(self.mode) {
+        let page = match page_pool::take_page(self.mode) {
             Ok(page) => page,
             Err(e) => {
                 self.memlock.uncharge(1);

@@ -90,7 +90,7 @@ impl<const ORDER: u32> SecretPages<ORDER> {
     /// pages. Fails with `ENOMEM` when no pages can be had.
     pub(crate) fn take(mode: CacheMode) -> Result<Self> {
         // SAFETY: Allocating pages has no precondition.
-        let page = unsafe { shim::secretmem_shim_alloc_pages(ORDER) };
+        let page = unsafe { shim::secretmem_shim_alloc_pages(ORDER, ORDER > 0) };
         let page = NonNull::new(page).ok_or(ENOMEM)?;
         // SAFETY: `page` was just allocated with `ORDER` and is ours.
         let page = unsafe { backend::usable::<ORDER>(page) }?;
@@ -331,6 +331,126 @@ unsafe fn give_back_pages<const ORDER: u32>(page: NonNull<bindings::page>) {
     unsafe { shim::secretmem_shim_free_pages(page.as_ptr(), ORDER) };
 }
 
+/// A fresh page out of the direct map that no area has had yet: the stock of `page_pool.rs`.
+///
+/// Prepared pages leave the direct map many at a time, with one TLB flush between them. They
+/// hold nothing but the zeroes they were allocated with, so one can go back to the direct map
+/// without being zeroed again.
+///
+/// # Invariants
+///
+/// - `page` was allocated alone (order 0) and zeroed, and is owned by this value.
+/// - It is out of the direct map, no CPU's TLB holds a direct-map entry for it, and it is
+///   write-back.
+/// - Nothing maps it, and nothing has written to it since it was zeroed.
+#[cfg(secretmem_backend_patched)]
+pub(crate) struct PreparedPage {
+    page: NonNull<bindings::page>,
+}
+
+// SAFETY: The page is owned by the value and is not touched through it; it can be given back
+// from any thread.
+#[cfg(secretmem_backend_patched)]
+unsafe impl Send for PreparedPage {}
+
+#[cfg(secretmem_backend_patched)]
+impl PreparedPage {
+    /// Fills `out` from the start with zeroed pages, charged to the caller's memory cgroup and
+    /// taken out of the direct map with one TLB flush for all of them. Returns how many: fewer
+    /// than `out.len()` when no more pages can be had or a change fails (that page is freed).
+    ///
+    /// Only the first page is allocated as a fault's page is, with retries and the OOM killer;
+    /// the others are taken only if they come at once. Fills at most [`PreparedPage::MAX`]
+    /// slots. Like [`SecretPages::take`] it must be called where it may sleep.
+    pub(crate) fn prepare(out: &mut [Option<PreparedPage>]) -> usize {
+        // The flush needs interrupts enabled, as in `remove_from_direct_map`.
+        might_sleep();
+        let mut taken: [Option<NonNull<bindings::page>>; Self::MAX] = [None; Self::MAX];
+        let (mut count, mut start, mut end) = (0, usize::MAX, 0);
+        for (i, slot) in taken.iter_mut().take(out.len()).enumerate() {
+            // Only the first page is one that a fault needs: the others may not cost a retry
+            // or an OOM kill.
+            // SAFETY: Allocating pages has no precondition.
+            let page = unsafe { shim::secretmem_shim_alloc_pages(0, i > 0) };
+            let Some(page) = NonNull::new(page) else {
+                break;
+            };
+            // SAFETY: The page was just allocated: ours, in the direct map, mapped nowhere.
+            if let Err(failed) = unsafe { backend::remove_noflush(page, 1) } {
+                if failed.restored {
+                    // SAFETY: Back in the direct map, write-back, zeroed and never handed out.
+                    unsafe { give_back_pages::<0>(page) };
+                } else {
+                    pr_err!("cannot undo a failed direct-map removal: leaking 1 page\n");
+                    STATS.leaked_pages.add(1, Relaxed);
+                }
+                break;
+            }
+            // SAFETY: `page` is a valid page.
+            let address = unsafe { backend::address(page) };
+            start = start.min(address);
+            end = end.max(address + kernel::page::PAGE_SIZE);
+            *slot = Some(page);
+            count += 1;
+        }
+        if count == 0 {
+            return 0;
+        }
+        // SAFETY: Our callers fault pages in, in process context that may sleep.
+        unsafe { backend::flush(start, end) };
+        STATS.pool_pages.add(count, Relaxed);
+        for (slot, page) in out.iter_mut().zip(taken.into_iter().flatten()) {
+            // INVARIANT: Allocated zeroed and alone, out of the direct map and flushed just
+            // above, write-back (never changed), unmapped and unwritten.
+            *slot = Some(Self { page });
+        }
+        count
+    }
+
+    /// The most pages one [`PreparedPage::prepare`] fills.
+    pub(crate) const MAX: usize = 32;
+
+    /// Hands the page over as a cached secret page, for one area.
+    pub(crate) fn into_secret(self) -> SecretPage {
+        let page = self.page;
+        core::mem::forget(self);
+        STATS.pool_pages.fetch_sub(1, Relaxed);
+        STATS.pages.add(1, Relaxed);
+        // INVARIANT: One page allocated alone and owned, out of the direct map with every TLB
+        // entry flushed, write-back as `CacheMode::Cached` says.
+        SecretPages {
+            page,
+            mode: CacheMode::Cached,
+        }
+    }
+
+    /// Returns the page, for checks that do not touch its contents.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn as_ptr(&self) -> *mut bindings::page {
+        self.page.as_ptr()
+    }
+}
+
+#[cfg(secretmem_backend_patched)]
+impl Drop for PreparedPage {
+    fn drop(&mut self) {
+        STATS.pool_pages.fetch_sub(1, Relaxed);
+        // SAFETY: By the type invariants the page is ours, out of the direct map and unmapped.
+        if let Err(e) = unsafe { backend::restore(self.page, 1) } {
+            pr_err!(
+                "cannot restore the direct map of a pooled page ({}): leaking it\n",
+                e.to_errno()
+            );
+            STATS.leaked_pages.add(1, Relaxed);
+            return;
+        }
+        STATS.direct_map_restores.add(1, Relaxed);
+        // SAFETY: Back in the direct map, write-back, still zeroed (the type invariants) and
+        // allocated alone.
+        unsafe { give_back_pages::<0>(self.page) };
+    }
+}
+
 /// Why pages did not leave the direct map.
 struct RemoveFailed {
     error: Error,
@@ -359,6 +479,25 @@ mod backend {
         page: NonNull<bindings::page>,
         count: usize,
     ) -> Result<(), RemoveFailed> {
+        // SAFETY: The caller's guarantees.
+        unsafe { remove_noflush(page, count) }?;
+        // SAFETY: `page` is a valid page (the caller's guarantees).
+        let start = unsafe { address(page) };
+        // SAFETY: The caller may sleep with interrupts enabled.
+        unsafe { flush(start, start + count * PAGE_SIZE) };
+        Ok(())
+    }
+
+    /// Takes `count` pages from `page` out of the direct map, leaving stale TLB entries for
+    /// [`flush`] to remove. On failure the pages are put back if possible.
+    ///
+    /// # Safety
+    ///
+    /// The pages must be ours, in the direct map and not mapped anywhere else.
+    pub(super) unsafe fn remove_noflush(
+        page: NonNull<bindings::page>,
+        count: usize,
+    ) -> Result<(), RemoveFailed> {
         let raw = page.as_ptr();
         // SAFETY: The caller's guarantees.
         let ret = unsafe { shim::secretmem_shim_direct_map_remove(raw, count as c_uint) };
@@ -373,13 +512,30 @@ mod backend {
             });
         }
         STATS.direct_map_removals.add(count as u64, Relaxed);
-        // SAFETY: `page` is a valid page, so `page_address` is its direct-map address.
-        let start = unsafe { shim::secretmem_shim_page_address(raw) };
-        // SAFETY: Flushing a kernel range waits for the other CPUs: the caller may sleep with
-        // interrupts enabled.
-        unsafe { shim::flush_tlb_kernel_range(start, start + (count * PAGE_SIZE) as c_ulong) };
-        STATS.tlb_flushes.add(1, Relaxed);
         Ok(())
+    }
+
+    /// Returns the direct-map address of `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be a valid `struct page`.
+    pub(super) unsafe fn address(page: NonNull<bindings::page>) -> usize {
+        // SAFETY: `page` is a valid page (the caller's guarantee), so `page_address` is its
+        // direct-map address.
+        unsafe { shim::secretmem_shim_page_address(page.as_ptr()) as usize }
+    }
+
+    /// Flushes every CPU's TLB entries for the direct-map addresses from `start` to `end`.
+    ///
+    /// # Safety
+    ///
+    /// The caller must be able to sleep with interrupts enabled: the flush waits for the other
+    /// CPUs.
+    pub(super) unsafe fn flush(start: usize, end: usize) {
+        // SAFETY: The caller's guarantee. A wide range flushes whole TLBs instead.
+        unsafe { shim::flush_tlb_kernel_range(start as c_ulong, end as c_ulong) };
+        STATS.tlb_flushes.add(1, Relaxed);
     }
 
     /// Returns `page`: the patched change skips aliases (`CPA_NO_CHECK_ALIAS`), leaving a
@@ -398,7 +554,7 @@ mod backend {
     ///
     /// # Safety
     ///
-    /// The pages must be ours and out of the direct map by [`remove`].
+    /// The pages must be ours and out of the direct map by [`remove`] or [`remove_noflush`].
     pub(super) unsafe fn restore(page: NonNull<bindings::page>, count: usize) -> Result {
         // SAFETY: The caller's guarantees; making entries present needs no flush.
         let ret =
@@ -504,7 +660,7 @@ mod backend {
                 None => break,
             }
             // SAFETY: Allocating pages has no precondition.
-            next = NonNull::new(unsafe { shim::secretmem_shim_alloc_pages(ORDER) });
+            next = NonNull::new(unsafe { shim::secretmem_shim_alloc_pages(ORDER, ORDER > 0) });
         }
         if found.is_err() {
             if let Some(last) = next.filter(|&page| !aliased(page)) {

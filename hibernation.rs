@@ -210,7 +210,12 @@ extern "C" fn pm_begin(restore: bool) -> c_int {
         Transition::Hibernation
     };
     match SLEEP_GUARD.begin(transition) {
-        Ok(()) => 0,
+        Ok(()) => {
+            // No area exists and none can add a page until the end: the pool's pages, which
+            // are out of the direct map, go back before the image copies every page in use.
+            crate::page_pool::drain();
+            0
+        }
         Err(e) => e.to_errno(),
     }
 }

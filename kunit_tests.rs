@@ -200,7 +200,7 @@ mod cases {
     fn check_release<const ORDER: u32>(mode: CacheMode) {
         let count = 1usize << ORDER;
         // SAFETY: Allocating pages has no precondition.
-        let page = unsafe { shim::secretmem_shim_alloc_pages(ORDER) };
+        let page = unsafe { shim::secretmem_shim_alloc_pages(ORDER, false) };
         let page = NonNull::new(page).expect("no memory for the test");
         // SAFETY: The pages are ours and in the direct map.
         unsafe { shim::secretmem_shim_fill_pages(page.as_ptr(), count as c_uint, 0x5a) };
@@ -324,5 +324,110 @@ mod cases {
         assert_eq!(published, Ok(false));
         assert_eq!(unused.map(|page| page.pfn()), Some(second_pfn));
         assert_eq!(store.lock().get(7).map(|page| page.pfn()), Some(first_pfn));
+    }
+
+    /// The stats' count of kernel TLB flushes.
+    #[cfg(secretmem_backend_patched)]
+    fn flushes() -> u64 {
+        crate::stats::STATS.tlb_flushes.load(Relaxed)
+    }
+
+    #[cfg(secretmem_backend_patched)]
+    #[test]
+    fn prepared_pages_leave_the_direct_map_with_one_flush() {
+        use crate::direct_map::PreparedPage;
+        let before = flushes();
+        let mut pages = [const { None }; 4];
+        assert_eq!(PreparedPage::prepare(&mut pages), 4);
+        assert_eq!(flushes(), before + 1);
+        for page in pages.iter().flatten() {
+            assert_secret(page.as_ptr(), 1, CacheMode::Cached);
+        }
+        // Handed to an area and released, a page comes back present, zeroed and write-back.
+        let secret = pages[0].take().unwrap().into_secret();
+        let page = secret.restore().unwrap();
+        assert!(present(page.as_ptr()));
+        assert!(!uncached(page.as_ptr()));
+        // SAFETY: The page is ours and back in the direct map.
+        assert!(unsafe { shim::secretmem_shim_pages_zero(page.as_ptr(), 1) });
+        // SAFETY: Allocated alone, back, zeroed and write-back.
+        unsafe { shim::secretmem_shim_free_pages(page.as_ptr(), 0) };
+    }
+
+    #[cfg(secretmem_backend_patched)]
+    #[test]
+    fn pool_serves_a_batch_of_faults_with_one_flush() {
+        use crate::{
+            page_pool::{
+                drain,
+                take_page_with, //
+            },
+            stats::STATS,
+        };
+        // Allocated first: reclaim in the middle could run the shrinker.
+        let mut held = kernel::alloc::KVec::with_capacity(3, GFP_KERNEL).unwrap();
+        drain();
+        assert_eq!(STATS.pool_pages.load(Relaxed), 0);
+        let before = flushes();
+        let first = take_page_with(CacheMode::Cached, 4).unwrap();
+        assert_eq!(flushes(), before + 1);
+        assert_eq!(STATS.pool_pages.load(Relaxed), 3);
+        let mut pfns = [first.pfn(), 0, 0, 0];
+        for pfn in pfns.iter_mut().skip(1) {
+            let page = take_page_with(CacheMode::Cached, 4).unwrap();
+            *pfn = page.pfn();
+            assert_secret(page.as_ptr(), 1, CacheMode::Cached);
+            held.push(page, GFP_KERNEL).unwrap();
+        }
+        // Three more pages, no more flushes, all different.
+        assert_eq!(flushes(), before + 1);
+        assert_eq!(STATS.pool_pages.load(Relaxed), 0);
+        for (i, pfn) in pfns.iter().enumerate() {
+            assert!(!pfns[..i].contains(pfn));
+        }
+        // The batch is used up: the next page starts another.
+        let fifth = take_page_with(CacheMode::Cached, 4).unwrap();
+        assert_eq!(flushes(), before + 2);
+        // Uncached pages never come from the pool.
+        let uncached_page = take_page_with(CacheMode::Uncached, 4).unwrap();
+        assert_secret(uncached_page.as_ptr(), 1, CacheMode::Uncached);
+        assert_eq!(STATS.pool_pages.load(Relaxed), 3);
+        drain();
+        assert_eq!(STATS.pool_pages.load(Relaxed), 0);
+        drop((first, held, fifth, uncached_page));
+    }
+
+    #[cfg(secretmem_backend_patched)]
+    #[test]
+    fn pool_keeps_one_batch_per_cgroup_and_evicts_the_oldest() {
+        use crate::{
+            direct_map::PreparedPage,
+            page_pool::{
+                Pool,
+                BATCH_MAX,
+                GROUPS, //
+            },
+        };
+        let mut pool = KBox::new(Pool::new(), GFP_KERNEL).unwrap();
+        let mut evicted = [const { None }; BATCH_MAX];
+        for cgroup in 1..=GROUPS as u64 {
+            let mut fresh = [const { None }; 2];
+            assert_eq!(PreparedPage::prepare(&mut fresh), 2);
+            pool.stock(cgroup, &mut fresh, &mut evicted);
+            assert!(fresh.iter().all(Option::is_none));
+            assert!(evicted.iter().all(Option::is_none));
+        }
+        // A cgroup takes only from its own batch.
+        assert!(pool.take(GROUPS as u64 + 1).is_none());
+        let own = pool.take(2).unwrap();
+        // Another cgroup's refill gives back the least recently used batch: cgroup 1's.
+        let mut fresh = [const { None }; 1];
+        assert_eq!(PreparedPage::prepare(&mut fresh), 1);
+        pool.stock(GROUPS as u64 + 1, &mut fresh, &mut evicted);
+        assert_eq!(evicted.iter().flatten().count(), 2);
+        assert!(pool.take(1).is_none());
+        assert!(pool.take(GROUPS as u64 + 1).is_some());
+        assert!(pool.take(2).is_some());
+        drop((own, evicted, pool));
     }
 }

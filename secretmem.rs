@@ -43,6 +43,7 @@ mod hibernation;
 mod kunit_tests;
 mod kvm_guard;
 mod memlock;
+mod page_pool;
 mod secretmem_fops;
 mod shim;
 mod stats;
@@ -58,8 +59,8 @@ module! {
 /// `ioctl(devfd, SECRETMEM_CREATE, flags)`: the UAPI header's request.
 const SECRETMEM_CREATE: u32 = _IO(0xB9, 0x01);
 
-/// The module: the stats file, the hibernation guard, the watch on KVM, the system call entry
-/// and the device.
+/// The module: the stats file, the hibernation guard, the watch on KVM, the page pool, the
+/// system call entry and the device.
 ///
 /// The user-visible entries are registered last, the device very last, and unregistered first:
 /// fields drop in declaration order, the reverse of the order `init` registers them in. Nothing
@@ -74,6 +75,7 @@ struct SecretMemModule {
     _entry: SyscallEntry,
     _kvm_watch: kvm_guard::KvmWatch,
     _hibernation: hibernation::PmRegistration,
+    _pool: page_pool::PoolRegistration,
     #[pin]
     _stats_file: debugfs::File<stats::StatsFile>,
     _debugfs_dir: debugfs::Dir,
@@ -85,6 +87,8 @@ impl kernel::InPlaceModule for SecretMemModule {
         try_pin_init!(Self {
             _stats_file <- dir.read_only_file(c"stats", stats::StatsFile),
             _debugfs_dir: dir,
+            // Before the PM notifier, which drains the pool.
+            _pool: page_pool::PoolRegistration::register()?,
             _hibernation: hibernation::PmRegistration::register()?,
             _kvm_watch: kvm_guard::KvmWatch::register()?,
             _: { init_fault_point(1)? },

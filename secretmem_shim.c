@@ -12,6 +12,7 @@
 #include <linux/error-injection.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -20,6 +21,7 @@
 #include <linux/sched/signal.h>
 #include <linux/sched/user.h>
 #include <linux/set_memory.h>
+#include <linux/shrinker.h>
 #ifdef SECRETMEM_HAVE_SYSCALL
 #include <linux/secretmemfd_entry.h>
 #endif
@@ -82,6 +84,42 @@ bool secretmem_shim_blocks_enabled(void)
 {
 	return READ_ONCE(blocks);
 }
+
+#ifdef SECRETMEM_BACKEND_PATCHED
+static unsigned long (*secretmem_pool_shrink)(unsigned long nr);
+
+/*
+ * Pages that leave the direct map together, with one TLB flush, for faults
+ * that take single pages (page_pool.rs). Setting 0 turns the pool off and
+ * gives its pages back.
+ */
+static unsigned int pool_batch = SECRETMEM_POOL_BATCH_MAX;
+
+static int pool_batch_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned long (*shrink)(unsigned long nr);
+	int ret;
+
+	ret = param_set_uint_minmax(val, kp, 0, SECRETMEM_POOL_BATCH_MAX);
+	shrink = READ_ONCE(secretmem_pool_shrink);
+	if (!ret && !READ_ONCE(pool_batch) && shrink)
+		shrink(ULONG_MAX);
+	return ret;
+}
+
+static const struct kernel_param_ops pool_batch_ops = {
+	.set = pool_batch_set,
+	.get = param_get_uint,
+};
+module_param_cb(pool_batch, &pool_batch_ops, &pool_batch, 0644);
+MODULE_PARM_DESC(pool_batch,
+		 "single pages taken out of the direct map per TLB flush, kept for later faults of the same memory cgroup (0 to 32, 0: none)");
+
+unsigned int secretmem_shim_pool_batch(void)
+{
+	return READ_ONCE(pool_batch);
+}
+#endif
 
 /* The system call number this module serves, or -1 when it serves none. */
 static int syscall_nr = -1;
@@ -211,15 +249,16 @@ unsigned long secretmem_shim_page_address(struct page *page)
 }
 
 /*
- * Zeroed pages for secret memory, charged to the caller's memory cgroup. A
- * block (order > 0) is only worth having if it comes at once: no retries, no
- * warning, since the caller falls back to single pages.
+ * Zeroed pages for secret memory, charged to the caller's memory cgroup.
+ * Pages that are only worth having if they come at once (@spare: a block,
+ * whose caller falls back to single pages, or a page pool batch's pages past
+ * the one the fault needs) get no retries, no warning and no OOM kill.
  */
-noinline struct page *secretmem_shim_alloc_pages(unsigned int order)
+noinline struct page *secretmem_shim_alloc_pages(unsigned int order, bool spare)
 {
 	gfp_t gfp = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
 
-	if (order)
+	if (spare)
 		gfp |= __GFP_NORETRY | __GFP_NOWARN;
 	return alloc_pages(gfp, order);
 }
@@ -285,6 +324,77 @@ void secretmem_shim_zero_pages(struct page *page, unsigned int nr)
 {
 	memset(page_address(page), 0, (size_t)nr << PAGE_SHIFT);
 }
+
+/*
+ * Which memory cgroup __GFP_ACCOUNT charges the caller's allocations to, as a
+ * cgroup id (never reused while the system runs); 0 without memory cgroups.
+ */
+u64 secretmem_shim_current_memcg_id(void)
+{
+	u64 id = 0;
+#ifdef CONFIG_MEMCG
+	struct mem_cgroup *memcg;
+
+	if (mem_cgroup_disabled())
+		return 0;
+	/* As current_obj_cgroup() decides, for a task. */
+	rcu_read_lock();
+	memcg = current->active_memcg;
+	if (!memcg && (!current->mm || (current->flags & PF_KTHREAD)))
+		memcg = root_mem_cgroup;
+	if (!memcg)
+		memcg = mem_cgroup_from_task(current);
+	if (memcg)
+		id = cgroup_id(memcg->css.cgroup);
+	rcu_read_unlock();
+#endif
+	return id;
+}
+
+#ifdef SECRETMEM_BACKEND_PATCHED
+static unsigned long (*secretmem_pool_count)(void);
+static unsigned long (*secretmem_pool_scan)(unsigned long nr);
+static struct shrinker *secretmem_shrinker;
+
+static unsigned long secretmem_shrink_count(struct shrinker *shrinker,
+					    struct shrink_control *sc)
+{
+	return secretmem_pool_count() ?: SHRINK_EMPTY;
+}
+
+static unsigned long secretmem_shrink_scan(struct shrinker *shrinker,
+					   struct shrink_control *sc)
+{
+	return secretmem_pool_scan(sc->nr_to_scan) ?: SHRINK_STOP;
+}
+
+/*
+ * Lets memory pressure (and drop_caches) take the pool's pages back, and
+ * pool_batch=0 too. The shrinker's callbacks are set before it is registered
+ * and stay valid until shrinker_free() has waited for the last call; the
+ * parameter's setter may still call @shrink while the module exits, which
+ * finds the pool empty or empties it.
+ */
+int secretmem_shim_pool_register(unsigned long (*count)(void),
+				 unsigned long (*shrink)(unsigned long nr))
+{
+	secretmem_shrinker = shrinker_alloc(0, "secretmemfd-pool");
+	if (!secretmem_shrinker)
+		return -ENOMEM;
+	secretmem_pool_count = count;
+	secretmem_pool_scan = shrink;
+	secretmem_shrinker->count_objects = secretmem_shrink_count;
+	secretmem_shrinker->scan_objects = secretmem_shrink_scan;
+	shrinker_register(secretmem_shrinker);
+	WRITE_ONCE(secretmem_pool_shrink, shrink);
+	return 0;
+}
+
+void secretmem_shim_pool_unregister(void)
+{
+	shrinker_free(secretmem_shrinker);
+}
+#endif
 
 void secretmem_shim_vma_set_pfnmap(struct vm_area_struct *vma,
 				   const struct vm_operations_struct *ops,

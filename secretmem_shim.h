@@ -32,7 +32,7 @@ unsigned long secretmem_shim_page_to_pfn(struct page *page);
 struct page *secretmem_shim_pfn_to_page(unsigned long pfn);
 unsigned long secretmem_shim_page_address(struct page *page);
 bool secretmem_shim_blocks_enabled(void);
-struct page *secretmem_shim_alloc_pages(unsigned int order);
+struct page *secretmem_shim_alloc_pages(unsigned int order, bool spare);
 void secretmem_shim_free_pages(struct page *page, unsigned int order);
 void secretmem_shim_zero_pages(struct page *page, unsigned int nr);
 bool secretmem_shim_kernel_image_alias(struct page *page, unsigned int nr);
@@ -43,6 +43,15 @@ int secretmem_shim_direct_map_restore(struct page *page, unsigned int nr);
 /* The MCE helpers change one page per call. */
 int secretmem_shim_direct_map_remove(unsigned long pfn);
 int secretmem_shim_direct_map_restore(unsigned long pfn);
+#endif
+u64 secretmem_shim_current_memcg_id(void);
+#ifdef SECRETMEM_BACKEND_PATCHED
+/* The most pages a pool batch holds: PreparedPage::MAX in direct_map.rs. */
+#define SECRETMEM_POOL_BATCH_MAX 32
+unsigned int secretmem_shim_pool_batch(void);
+int secretmem_shim_pool_register(unsigned long (*count)(void),
+				 unsigned long (*shrink)(unsigned long nr));
+void secretmem_shim_pool_unregister(void);
 #endif
 int secretmem_shim_set_pages_uc(struct page *page, unsigned int nr);
 int secretmem_shim_set_pages_wb(struct page *page, unsigned int nr);

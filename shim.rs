@@ -43,7 +43,7 @@ extern "C" {
     #[cfg(secretmem_backend_patched)]
     pub(crate) fn secretmem_shim_page_address(page: *mut bindings::page) -> c_ulong;
     pub(crate) fn secretmem_shim_blocks_enabled() -> bool;
-    pub(crate) fn secretmem_shim_alloc_pages(order: c_uint) -> *mut bindings::page;
+    pub(crate) fn secretmem_shim_alloc_pages(order: c_uint, spare: bool) -> *mut bindings::page;
     pub(crate) fn secretmem_shim_free_pages(page: *mut bindings::page, order: c_uint);
     pub(crate) fn secretmem_shim_zero_pages(page: *mut bindings::page, nr: c_uint);
     #[cfg(not(secretmem_backend_patched))]
@@ -120,6 +120,19 @@ extern "C" {
     pub(crate) fn secretmem_shim_direct_map_remove(pfn: c_ulong) -> c_int;
     #[cfg(not(secretmem_backend_patched))]
     pub(crate) fn secretmem_shim_direct_map_restore(pfn: c_ulong) -> c_int;
+    // The page pool (`page_pool.rs`): its module parameter, the cgroup of an allocation and the
+    // shrinker that gives its pages back.
+    #[cfg(secretmem_backend_patched)]
+    pub(crate) fn secretmem_shim_current_memcg_id() -> u64;
+    #[cfg(secretmem_backend_patched)]
+    pub(crate) fn secretmem_shim_pool_batch() -> c_uint;
+    #[cfg(secretmem_backend_patched)]
+    pub(crate) fn secretmem_shim_pool_register(
+        count: unsafe extern "C" fn() -> c_ulong,
+        shrink: unsafe extern "C" fn(nr: c_ulong) -> c_ulong,
+    ) -> c_int;
+    #[cfg(secretmem_backend_patched)]
+    pub(crate) fn secretmem_shim_pool_unregister();
     pub(crate) fn secretmem_shim_set_pages_uc(page: *mut bindings::page, nr: c_uint) -> c_int;
     pub(crate) fn secretmem_shim_set_pages_wb(page: *mut bindings::page, nr: c_uint) -> c_int;
 

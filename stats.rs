@@ -16,6 +16,9 @@ use kernel::{
 pub(crate) struct Stats {
     /// Secret pages that exist now (all out of the direct map), in blocks or alone.
     pub(crate) pages: Atomic<usize>,
+    /// Fresh pages out of the direct map that wait in the page pool (`page_pool.rs`), not
+    /// counted in `pages`.
+    pub(crate) pool_pages: Atomic<usize>,
     /// 2 MiB blocks that exist now.
     pub(crate) blocks: Atomic<usize>,
     /// Faults that wanted a block and took a single page instead.
@@ -36,6 +39,7 @@ pub(crate) struct Stats {
 /// The module's counters.
 pub(crate) static STATS: Stats = Stats {
     pages: Atomic::new(0),
+    pool_pages: Atomic::new(0),
     blocks: Atomic::new(0),
     block_fallbacks: Atomic::new(0),
     faults: Atomic::new(0),
@@ -57,6 +61,7 @@ impl fmt::Debug for StatsFile {
         writeln!(f, "areas: {}", SLEEP_GUARD.areas())?;
         writeln!(f, "pages: {}", pages)?;
         writeln!(f, "bytes: {}", pages * PAGE_SIZE)?;
+        writeln!(f, "pool_pages: {}", s.pool_pages.load(Relaxed))?;
         writeln!(f, "blocks: {}", s.blocks.load(Relaxed))?;
         writeln!(f, "block_fallbacks: {}", s.block_fallbacks.load(Relaxed))?;
         writeln!(f, "faults: {}", s.faults.load(Relaxed))?;

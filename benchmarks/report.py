@@ -17,9 +17,11 @@ results.json, one object:
   host_load      per target: the host's 1-minute load average before and after its
                  guest ran (the guests share the host's CPUs with whatever else runs)
   results        one object per target and size:
-    target             "secretmemfd", "secretmemfd-uncached", "secretmemfd-helpers" (the
-                       module built for kernels nobody patched, SECRETMEM_BACKEND=mce-helpers,
-                       on the same kernel), "memfd_secret", "memfd", "anon"
+    target             "secretmemfd", "secretmemfd-nopool" (the same module with its page
+                       pool off, pool_batch=0), "secretmemfd-uncached", "secretmemfd-helpers"
+                       (the module built for kernels nobody patched,
+                       SECRETMEM_BACKEND=mce-helpers, on the same kernel), "memfd_secret",
+                       "memfd", "anon"
     size_bytes         mapping size
     first_touch_mib_s  size / time of writing one byte per 4 KiB page after mmap, best run
     teardown_ms        munmap + close of the touched mapping, best run
@@ -57,7 +59,7 @@ import json
 import os
 import sys
 
-TARGETS = ["secretmemfd", "secretmemfd-uncached", "secretmemfd-helpers", "memfd_secret", "memfd",
+TARGETS = ["secretmemfd", "secretmemfd-nopool", "secretmemfd-uncached", "secretmemfd-helpers", "memfd_secret", "memfd",
            "anon"]
 REFERENCE = "memfd_secret"
 STEPS = ["create", "ftruncate", "mmap", "touch", "munmap", "close"]
@@ -221,6 +223,7 @@ STYLE = {
     "secretmemfd": dict(color="#d62728", marker="o", lw=2.6),
     "secretmemfd-uncached": dict(color="#ff7f0e", marker="s", lw=2.0),
     "secretmemfd-helpers": dict(color="#9467bd", marker="P", lw=2.0),
+    "secretmemfd-nopool": dict(color="#8c564b", marker="v", lw=1.5, ls="--"),
     "memfd_secret": dict(color="#000000", marker="D", lw=2.6),
     "memfd": dict(color="#1f77b4", marker="^", lw=1.6, ls="--"),
     "anon": dict(color="#7f7f7f", marker="v", lw=1.6, ls="--"),

@@ -16,7 +16,7 @@ read -ra opts <<<"${SECRETMEM_BENCH_OPTS:-}"
 # 256 MiB, growing faster than the size; three runs at 1 GiB would take some
 # 7 minutes, so it stops at 256 MiB.
 uncached_max=${SECRETMEM_BENCH_UNCACHED_MAX:-256M}
-targets=(memfd_secret secretmemfd secretmemfd-uncached secretmemfd-helpers memfd anon)
+targets=(memfd_secret secretmemfd secretmemfd-nopool secretmemfd-uncached secretmemfd-helpers memfd anon)
 
 make -s -C "$SECRETMEM_TOP/benchmarks" || die "building benchmarks/secretmem_bench failed"
 # secretmemfd-helpers: the module as a kernel nobody patched gets it
@@ -33,8 +33,10 @@ rm -rf "$out"
 mkdir -p "$out"
 begin=$(date +%s)
 for target in "${targets[@]}"; do
-	cap=() module=$SECRETMEM_TOP/secretmemfd.ko run=("$target")
+	params=() cap=() module=$SECRETMEM_TOP/secretmemfd.ko run=("$target")
 	[ "$target" = secretmemfd-uncached ] && cap=(-m "$uncached_max")
+	# What the page pool buys: the same module with it off.
+	[ "$target" = secretmemfd-nopool ] && params=(--param pool_batch=0) run=(-l "$target" secretmemfd)
 	if [ "$target" = secretmemfd-helpers ]; then
 		# A page per change and per all-CPU flush: as slow as uncached to tear down.
 		cap=(-m "$uncached_max") module=$helpers/secretmemfd.ko run=(-l "$target" secretmemfd)
@@ -42,7 +44,7 @@ for target in "${targets[@]}"; do
 	start=$(date +%s)
 	load_before=$(cut -d' ' -f1 /proc/loadavg)
 	if ! SECRETMEM_OUT=$out/$target SECRETMEM_MODULE=$module "$SECRETMEM_TOP/scripts/vm-run.sh" \
-		"$SECRETMEM_TOP/benchmarks/guest.sh" "${opts[@]}" "${cap[@]}" "${run[@]}" \
+		"$SECRETMEM_TOP/benchmarks/guest.sh" "${params[@]}" "${opts[@]}" "${cap[@]}" "${run[@]}" \
 		>"$out/$target.log" 2>&1; then
 		tail -n 20 "$out/$target.log" >&2
 		die "$target: the guest run failed (see $out/$target.log and $out/$target/)"

@@ -1012,6 +1012,87 @@ FF_TEST(fault_remove_block, .fn = { DIRECT_MAP_REMOVE }, .err = ENOMEM, .times =
 FF_TEST(fault_uncached_set_uc, .fn = { SET_PAGES_UC }, .err = ENOMEM, .times = 1,
 	.flags = SECRETMEM_UNCACHED, .pages = 2, .end = FF_SERVED, .faults = 2)
 
+#define POOL_BATCH "/sys/module/secretmemfd/parameters/pool_batch"
+
+/*
+ * The page pool (patched backend): a fault that finds no page for its cgroup
+ * takes a batch of 32 out of the direct map. A failure within the batch
+ * shortens it; a batch that gets no page at all falls back to one page of
+ * its own, as without the pool. @space lets @space - 1 calls through first.
+ * The rest of this suite runs with the pool off (main), so that each single
+ * page costs exactly its own calls.
+ */
+static void ff_pool(const char *name, const char *fn, int err, int space, int times,
+		    long faults, long pool)
+{
+	struct counters base, now;
+	enum ff_end end;
+	char value[16];
+	long waiting;
+	bool fired;
+	int fd;
+	char *p;
+
+	if (backend_mce_helpers()) {
+		/* root_test checks that the pool and its parameter do not exist there. */
+		printf("# %s: the mce-helpers backend has no page pool\n", name);
+		return;
+	}
+	write_file(POOL_BATCH, "32");
+	CHECK(stat_value("pool_pages") == 0);
+	ff_setup();
+	ff_add(fn, err);
+	snprintf(value, sizeof(value), "%d", space);
+	injector_set(FUNC, "space", value);
+	base = counters_now();
+	p = secret_map(&fd, 0, 2);
+	end = ff_touch(p, times);
+	fired = ff_disarm();
+	now = counters_now();
+	waiting = stat_value("pool_pages");
+	ff_reset();
+	printf("# fail_function: %s -> %s x%d after %d calls: %s %s; faults +%ld, pool_pages %ld\n",
+	       fn, err ? strerrorname_np(err) : "NULL", times, space ? space - 1 : 0, name,
+	       ff_end_name[end], now.faults - base.faults, waiting);
+	fflush(stdout);
+	CHECK(fired);
+	CHECK(end == FF_SERVED && p[0] == 0x5a);
+	CHECK(now.faults - base.faults == faults);
+	CHECK(waiting == pool);
+	/* Out of the direct map: the page in use and the pool's, nothing else. */
+	CHECK(now.removals - now.restores == base.removals - base.restores + 1 + pool);
+	CHECK(now.leaked == base.leaked);
+	CHECK(munmap(p, 2 * ps) == 0 && close(fd) == 0);
+	write_file(POOL_BATCH, "0");
+	now = counters_now();
+	CHECK(stat_value("pool_pages") == 0);
+	CHECK(now.removals - now.restores == base.removals - base.restores);
+}
+
+/* The second page's allocation: a batch of one, the fault served. */
+static void test_ff_pool_alloc_second(void)
+{
+	ff_pool("pool_alloc_second", ALLOC_PAGES, 0, 2, 1, 1, 0);
+}
+
+/* The third page's removal: that page is put back and freed, a batch of two. */
+static void test_ff_pool_remove_third(void)
+{
+	ff_pool("pool_remove_third", DIRECT_MAP_REMOVE, ENOMEM, 3, 1, 1, 1);
+}
+
+/* The batch's first allocation: one page of its own instead, no pool. */
+static void test_ff_pool_alloc_first(void)
+{
+	ff_pool("pool_alloc_first", ALLOC_PAGES, 0, 0, 1, 1, 0);
+}
+
+/* The batch's and the lone page's: VM_FAULT_OOM, and the retry fills a batch. */
+static void test_ff_pool_alloc_first_and_lone(void)
+{
+	ff_pool("pool_alloc_first_and_lone", ALLOC_PAGES, 0, 0, 2, 2, 31);
+}
+
 /*
  * Deliberate leaks (--leaks). A removal that fails and cannot be undone:
  * the 512 pages are given up, the chunk takes single pages. On the
@@ -1081,6 +1162,10 @@ static const struct test tests[] = {
 	{ "fail_function/fault/remove_einval", test_ff_fault_remove_einval },
 	{ "fail_function/fault/remove_block", test_ff_fault_remove_block },
 	{ "fail_function/fault_uncached/set_uc", test_ff_fault_uncached_set_uc },
+	{ "fail_function/pool/alloc_second", test_ff_pool_alloc_second },
+	{ "fail_function/pool/remove_third", test_ff_pool_remove_third },
+	{ "fail_function/pool/alloc_first", test_ff_pool_alloc_first },
+	{ "fail_function/pool/alloc_first_and_lone", test_ff_pool_alloc_first_and_lone },
 	{ "counters_zero_and_memlock_refunded", test_counters_zero_and_memlock_refunded },
 };
 
@@ -1095,8 +1180,24 @@ static const struct test leak_tests[] = {
 
 int main(int argc, char **argv)
 {
+	bool pool = !access(POOL_BATCH, F_OK);
+	char batch[16] = "";
+	int ret;
+
+	/* Each single page on its own calls, as the cases count them; ff_pool turns it on. */
+	if (pool) {
+		FILE *f = fopen(POOL_BATCH, "re");
+
+		CHECK(f && fgets(batch, sizeof(batch), f));
+		fclose(f);
+		write_file(POOL_BATCH, "0");
+	}
 	if (argc > 1 && !strcmp(argv[1], "--leaks"))
-		return run_tests(leak_tests, sizeof(leak_tests) / sizeof(leak_tests[0]),
-				 argc - 1, argv + 1);
-	return run_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+		ret = run_tests(leak_tests, sizeof(leak_tests) / sizeof(leak_tests[0]),
+				argc - 1, argv + 1);
+	else
+		ret = run_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+	if (pool)
+		write_file(POOL_BATCH, batch);
+	return ret;
 }

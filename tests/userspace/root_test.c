@@ -28,15 +28,44 @@ static long stat_value(const char *key)
 	return value;
 }
 
+#define POOL_BATCH "/sys/module/secretmemfd/parameters/pool_batch"
+#define CGROUP "/sys/fs/cgroup"
+#define TEST_CGROUP CGROUP "/secretmem-test"
+
+/*
+ * Turns the page pool off and gives its pages back, for counts of one
+ * direct-map removal and one flush per single page. The mce-helpers backend
+ * has no pool.
+ */
+static void pool_off(void)
+{
+	if (expect_patched())
+		write_file(POOL_BATCH, "0");
+	CHECK(stat_value("pool_pages") == 0);
+}
+
+/* Restores the pool's default batch. */
+static void pool_default(void)
+{
+	if (expect_patched())
+		write_file(POOL_BATCH, "32");
+}
+
 static void test_stats_follow_pages(void)
 {
-	long areas = stat_value("areas"), pages = stat_value("pages");
-	long removals = stat_value("direct_map_removals");
-	long restores = stat_value("direct_map_restores");
-	long flushes = stat_value("tlb_flushes"), faults = stat_value("faults");
+	long areas, pages, removals, restores, flushes, faults;
 	int fd;
-	char *p = secret_map(&fd, 0, 2);
+	char *p;
 
+	/* First: giving the pool's pages back counts as restores. */
+	pool_off();
+	areas = stat_value("areas");
+	pages = stat_value("pages");
+	removals = stat_value("direct_map_removals");
+	restores = stat_value("direct_map_restores");
+	flushes = stat_value("tlb_flushes");
+	faults = stat_value("faults");
+	p = secret_map(&fd, 0, 2);
 	p[0] = p[ps] = 1;
 	CHECK(stat_value("areas") == areas + 1);
 	CHECK(stat_value("pages") == pages + 2);
@@ -48,6 +77,116 @@ static void test_stats_follow_pages(void)
 	CHECK(stat_value("areas") == areas);
 	CHECK(stat_value("pages") == pages);
 	CHECK(stat_value("direct_map_restores") == restores + 2);
+	pool_default();
+}
+
+/* A child in a memory cgroup of its own touches one secret page. */
+static void pool_child(void *arg)
+{
+	long flushes = stat_value("tlb_flushes"), pool = stat_value("pool_pages");
+	char pid[16];
+	int fd;
+	char *p;
+
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	write_file(TEST_CGROUP "/cgroup.procs", pid);
+	p = secret_map(&fd, 0, 1);
+	touch(p);
+	/* Not from the other cgroup's batch: a batch of its own. */
+	CHECK(stat_value("tlb_flushes") == flushes + 1);
+	CHECK(stat_value("pool_pages") == pool + *(long *)arg - 1);
+}
+
+/*
+ * Single pages leave the direct map a batch at a time with one flush, and
+ * each fault takes one: fresh and zeroed, charged to the memory cgroup that
+ * the batch is for. A released page never goes back to the pool. The
+ * shrinker (drop_caches), pool_batch=0 and hibernation give the pool back.
+ */
+static void test_pool_serves_single_pages(void)
+{
+	enum { BATCH = 32 };
+	long flushes, removals, restores, pages, batch = BATCH;
+	int fds[BATCH], fd;
+	char *p[BATCH], *q;
+
+	if (!expect_patched()) {
+		CHECK_ERR(access(POOL_BATCH, F_OK), ENOENT);
+		q = secret_map(&fd, 0, 1);
+		touch(q);
+		CHECK(stat_value("pool_pages") == 0);
+		CHECK(munmap(q, ps) == 0 && close(fd) == 0);
+		return;
+	}
+	pool_off();
+	pool_default();
+	flushes = stat_value("tlb_flushes");
+	removals = stat_value("direct_map_removals");
+	restores = stat_value("direct_map_restores");
+	pages = stat_value("pages");
+	for (int i = 0; i < BATCH; i++) {
+		p[i] = secret_map(&fds[i], 0, 1);
+		/* Reading faults the page in: zeroed. */
+		CHECK(p[i][0] == 0 && p[i][ps - 1] == 0);
+		memset(p[i], 0x5a, ps);
+		CHECK(stat_value("tlb_flushes") == flushes + 1);
+		CHECK(stat_value("direct_map_removals") == removals + BATCH);
+		CHECK(stat_value("pool_pages") == BATCH - 1 - i);
+		CHECK(stat_value("pages") == pages + i + 1);
+	}
+	/* The batch is used up: the next page starts another. */
+	q = secret_map(&fd, 0, 1);
+	touch(q);
+	CHECK(stat_value("tlb_flushes") == flushes + 2);
+	CHECK(stat_value("pool_pages") == BATCH - 1);
+	/* Released pages go back to the direct map, zeroed, not to the pool. */
+	for (int i = 0; i < BATCH; i++)
+		CHECK(munmap(p[i], ps) == 0 && close(fds[i]) == 0);
+	CHECK(stat_value("direct_map_restores") == restores + BATCH);
+	CHECK(stat_value("pool_pages") == BATCH - 1);
+	p[0] = secret_map(&fds[0], 0, 1);
+	CHECK(p[0][0] == 0 && p[0][ps - 1] == 0);
+	CHECK(stat_value("pool_pages") == BATCH - 2);
+
+	/* Another memory cgroup gets a batch of its own. */
+	if (access(CGROUP "/cgroup.controllers", F_OK))
+		CHECK(mount("none", CGROUP, "cgroup2", 0, NULL) == 0);
+	write_file(CGROUP "/cgroup.subtree_control", "+memory");
+	rmdir(TEST_CGROUP);
+	CHECK(mkdir(TEST_CGROUP, 0755) == 0);
+	CHECK(child_exit(pool_child, &batch) == 0);
+	CHECK(rmdir(TEST_CGROUP) == 0);
+	CHECK(stat_value("pool_pages") == 2 * BATCH - 3);
+
+	/* Memory pressure's shrinker takes the waiting pages back. */
+	write_file("/proc/sys/vm/drop_caches", "2");
+	CHECK(stat_value("pool_pages") == 0);
+	CHECK(stat_value("direct_map_removals") - removals -
+		      (stat_value("direct_map_restores") - restores) ==
+	      stat_value("pages") - pages);
+
+	/* So does pool_batch=0, which also stops the pool. */
+	CHECK(munmap(p[0], ps) == 0 && close(fds[0]) == 0);
+	p[0] = secret_map(&fds[0], 0, 1);
+	touch(p[0]);
+	CHECK(stat_value("pool_pages") == BATCH - 1);
+	flushes = stat_value("tlb_flushes");
+	write_file(POOL_BATCH, "0");
+	CHECK(stat_value("pool_pages") == 0);
+	CHECK(munmap(p[0], ps) == 0 && close(fds[0]) == 0);
+	p[0] = secret_map(&fds[0], 0, 1);
+	touch(p[0]);
+	CHECK(stat_value("tlb_flushes") == flushes + 1);
+	CHECK(stat_value("pool_pages") == 0);
+	CHECK(munmap(p[0], ps) == 0 && close(fds[0]) == 0);
+	CHECK(munmap(q, ps) == 0 && close(fd) == 0);
+
+	/* The batch is 0 to 32 pages. */
+	fd = open(POOL_BATCH, O_WRONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_ERR(write(fd, "33", 2), EINVAL);
+	CHECK(close(fd) == 0);
+	pool_default();
 }
 
 static void test_module_pinned_while_in_use(void)
@@ -119,13 +258,25 @@ static int try_hibernate(void)
 
 static void test_hibernation_refused_while_open(void)
 {
-	int fd = secretmemfd(0);
+	int fd;
+	char *p;
 
+	/* A fresh batch: 31 pages wait in the pool once one is touched. */
+	pool_off();
+	pool_default();
+	fd = secretmemfd(0);
 	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, ps) == 0);
+	p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	touch(p);
 	write_file("/sys/power/pm_test", "freezer");
 	CHECK(try_hibernate() == EBUSY);
-	CHECK(close(fd) == 0);
+	CHECK(munmap(p, ps) == 0 && close(fd) == 0);
+	/* The page pool's pages, out of the direct map, go back before an image. */
+	CHECK(stat_value("pool_pages") == (expect_patched() ? 31 : 0));
 	CHECK(try_hibernate() == 0);
+	CHECK(stat_value("pool_pages") == 0);
 	write_file("/sys/power/pm_test", "none");
 }
 
@@ -292,8 +443,6 @@ static void test_o_direct_refused(void)
 	unlink("/tmp/secretmem-loop.img");
 }
 
-#define CGROUP "/sys/fs/cgroup"
-#define TEST_CGROUP CGROUP "/secretmem-test"
 
 /*
  * Secret pages are charged to the memory cgroup of the task that touches
@@ -477,13 +626,18 @@ static void test_blocks_back_whole_chunks(void)
 {
 	const long pages = 2 * BLOCK / ps + 1;
 	const long block_flushes = expect_patched() ? 1 : BLOCK / ps;
-	long blocks = stat_value("blocks"), flushes = stat_value("tlb_flushes");
-	long restores = stat_value("direct_map_restores"), npages = stat_value("pages");
-	long splits = vmstat("direct_map_level2_splits");
+	long blocks, flushes, restores, npages, splits;
 	int fd;
 	char *p;
 
+	/* First: giving the pool's pages back counts as restores. */
+	pool_off();
 	blocks_on();
+	blocks = stat_value("blocks");
+	flushes = stat_value("tlb_flushes");
+	restores = stat_value("direct_map_restores");
+	npages = stat_value("pages");
+	splits = vmstat("direct_map_level2_splits");
 	p = secret_map(&fd, 0, pages);
 
 	touch(p + 5 * ps);
@@ -509,6 +663,7 @@ static void test_blocks_back_whole_chunks(void)
 	CHECK(stat_value("pages") == npages);
 	CHECK(stat_value("direct_map_restores") == restores + pages);
 	blocks_default();
+	pool_default();
 }
 
 /* The blocks parameter's default: on with our patches, off without. */
@@ -594,6 +749,7 @@ static void test_blocks_parameter_off(void)
 
 static const struct test tests[] = {
 	{ "stats_follow_pages", test_stats_follow_pages },
+	{ "pool_serves_single_pages", test_pool_serves_single_pages },
 	{ "module_pinned_while_in_use", test_module_pinned_while_in_use },
 	{ "core_dump_excludes_secret", test_core_dump_excludes_secret },
 	{ "hibernation_refused_while_open", test_hibernation_refused_while_open },
