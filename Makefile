@@ -6,6 +6,7 @@
 #   make demo     boot the guest, load the module, run the demo
 #   make check    build everything and run every test in the guest
 #   make bench    benchmark secret memory in the guest (release kernel unless KERNEL=debug)
+#   make deb      out/deb/secretmemfd-dkms_VERSION_all.deb (DKMS source package)
 #   make clippy / fmt / fmt-check
 
 SHELL := /bin/bash
@@ -20,7 +21,7 @@ KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)
 # rustfmt follows the crate root to every module.
 RUST_SRC = secretmem.rs
 
-.PHONY: all module setup kernel clippy fmt fmt-check userspace demo check bench clean
+.PHONY: all module setup kernel clippy fmt fmt-check userspace demo check bench deb clean
 
 all: module
 
@@ -54,6 +55,9 @@ check: module userspace
 bench: module
 	@scripts/bench-setup.sh
 	@scripts/bench.sh
+
+deb:
+	@scripts/deb-build.sh
 
 clean:
 	@rm -rf .tmp_versions *.o *.ko *.mod *.mod.c *.cmd .*.cmd modules.order Module.symvers \
