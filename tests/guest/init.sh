@@ -3,6 +3,8 @@
 # its output, the kernel log, the KUnit results and the exit status in OUT
 # for the host.
 # usage: init.sh OUT KO SCRIPT [ARGS...]
+# KO none: no module is loaded here; the script loads one (tests/guest/dkms.sh)
+# and copies its KUnit results to OUT/kunit.ktap while it is loaded.
 set -u
 out=$1 ko=$2
 shift 2
@@ -15,19 +17,31 @@ finish() {
 }
 
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
-# The guest kernel has KVM built in: secret memory as guest RAM is tested.
-if [ ! -c /dev/kvm ]; then
+# The debug and release kernels have KVM built in: secret memory as guest RAM
+# is tested.
+# The unpatched kernel has KVM as a module: /dev/kvm comes with modprobe.
+case $(uname -r) in
+*-unpatched) kvm_builtin=0 ;;
+*) kvm_builtin=1 ;;
+esac
+if [ $kvm_builtin = 1 ] && [ ! -c /dev/kvm ]; then
 	echo "no /dev/kvm in the guest: KVM (kvm_amd, nested under TCG) did not come up" >"$out/reason"
 	finish 1
 	exit 1
 fi
-if ! insmod "$ko" >"$out/insmod.txt" 2>&1; then
-	echo "insmod $ko failed: $(cat "$out/insmod.txt")" >"$out/reason"
-	finish 1
-	exit 1
+if [ "$ko" != none ]; then
+	if ! insmod "$ko" >"$out/insmod.txt" 2>&1; then
+		echo "insmod $ko failed: $(cat "$out/insmod.txt")" >"$out/reason"
+		finish 1
+		exit 1
+	fi
+	cp /sys/kernel/debug/kunit/secretmemfd/results "$out/kunit.ktap" 2>/dev/null ||
+		echo "no KUnit results for suite secretmemfd" >"$out/reason"
 fi
-cp /sys/kernel/debug/kunit/secretmemfd/results "$out/kunit.ktap" 2>/dev/null ||
-	echo "no KUnit results for suite secretmemfd" >"$out/reason"
 
 "$@" >"$out/output.txt" 2>&1
-finish $?
+rc=$?
+if [ "$ko" = none ] && [ ! -s "$out/kunit.ktap" ]; then
+	echo "no KUnit results for suite secretmemfd (the script saved none)" >>"$out/reason"
+fi
+finish $rc
