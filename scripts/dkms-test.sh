@@ -22,6 +22,8 @@ make -s -C "$SECRETMEM_TOP/tests/userspace" secretmem_test || die "building test
 # itself). vng also hides /var/cache under a tmpfs: the kernel tree, which
 # DKMS builds against, comes back as a read-only mount.
 export SECRETMEM_VM_KO=none
+# Under TCG each dpkg -i takes minutes and DKMS compiles the module in the guest.
+export SECRETMEM_VM_TIMEOUT=${SECRETMEM_VM_TIMEOUT:-3600}
 export SECRETMEM_VNG_ARGS="--overlay-rwdir=/usr --overlay-rwdir=/etc --overlay-rwdir=/var --rodir=$tree"
 rc=0
 "$SECRETMEM_TOP/scripts/vm-run.sh" "$SECRETMEM_TOP/tests/guest/dkms.sh" "$deb" "$tree" || rc=1
