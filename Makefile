@@ -7,6 +7,8 @@
 #   make check    build everything and run every test in the guest, on our patched kernel
 #                 and on one with none of our patches (module-unpatched)
 #   make bench    benchmark secret memory in the guest (release kernel unless KERNEL=debug)
+#   make deb      out/deb/secretmemfd-dkms_VERSION_all.deb (DKMS source package)
+#   make check-dkms  install that package in a guest on the unpatched kernel (slow)
 #   make clippy / fmt / fmt-check
 
 SHELL := /bin/bash
@@ -21,7 +23,7 @@ KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)
 # rustfmt follows the crate root to every module.
 RUST_SRC = secretmem.rs
 
-.PHONY: all module module-unpatched setup kernel clippy fmt fmt-check userspace demo check bench clean
+.PHONY: all module module-unpatched setup kernel clippy fmt fmt-check userspace demo check check-dkms bench deb clean
 
 all: module
 
@@ -65,6 +67,15 @@ check: module module-unpatched userspace
 bench: module
 	@scripts/bench-setup.sh
 	@scripts/bench.sh
+
+deb:
+	@scripts/deb-build.sh
+
+# The whole install in a guest: dpkg -i, DKMS's build under TCG, modprobe, the
+# C suite, purge, and the refusals through dpkg. Most of an hour; make check
+# runs the package's checks and its DKMS build on the host instead.
+check-dkms: setup
+	@scripts/dkms-test.sh
 
 clean:
 	@rm -rf build .tmp_versions *.o *.ko *.mod *.mod.c *.cmd .*.cmd modules.order Module.symvers \

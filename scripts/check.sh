@@ -127,10 +127,17 @@ guest_suites() {
 }
 
 # Our patched debug kernel, then the same suites on the kernel nobody patched,
-# with the module built for it (make module-unpatched).
+# with the module that the secretmemfd-dkms package's DKMS build made for it
+# (tests/host/dkms-package.sh, on the host; make module-unpatched's if that
+# build failed, which already fails the run).
 guest_suites "" "$out"
 unpatched_tree=$("$SECRETMEM_TOP/scripts/kernel-build.sh" unpatched)
-KDIR=$unpatched_tree SECRETMEM_MODULE=$SECRETMEM_TOP/build/unpatched/secretmemfd.ko \
-	guest_suites "unpatched: " "$out-unpatched"
+"$SECRETMEM_TOP/tests/host/dkms-package.sh" "$unpatched_tree" "$SECRETMEM_TOP/build/dkms" \
+	>"$host/dkms-package.tap" 2>&1 || true
+count_tap "dkms package (host)" "$host/dkms-package.tap"
+unpatched_ko=$SECRETMEM_TOP/build/dkms/secretmemfd.ko
+[ -f "$unpatched_ko" ] || unpatched_ko=$SECRETMEM_TOP/build/unpatched/secretmemfd.ko
+echo "unpatched: the guest loads $unpatched_ko"
+KDIR=$unpatched_tree SECRETMEM_MODULE=$unpatched_ko guest_suites "unpatched: " "$out-unpatched"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -4,6 +4,9 @@
 # GUEST_SCRIPT [ARGS...] inside it and decides on the host: the run fails on a
 # boot failure or time-out, a non-zero exit, a failed or missing KUnit case,
 # or any kernel splat in the log. Artifacts stay in $SECRETMEM_OUT (./out).
+# SECRETMEM_MODULE=none loads no module (the script loads one itself and saves
+# its KUnit results), SECRETMEM_VNG_ARGS adds vng arguments (split on spaces):
+# both for tests/guest/dkms.sh, see scripts/dkms-test.sh.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -12,11 +15,14 @@ script=$(realpath "$1")
 shift
 tree=$(kernel_dir)
 image=$tree/arch/x86/boot/bzImage
-# The module built for this kernel: the repo's, or $SECRETMEM_MODULE.
-ko=$(realpath -m "${SECRETMEM_MODULE:-$SECRETMEM_TOP/secretmemfd.ko}")
+# The module built for this kernel: the repo's, or $SECRETMEM_MODULE ("none":
+# the script loads one itself).
+ko=${SECRETMEM_MODULE:-$SECRETMEM_TOP/secretmemfd.ko}
+[ "$ko" = none ] || ko=$(realpath -m "$ko")
+read -ra vng_extra <<<"${SECRETMEM_VNG_ARGS:-}"
 out=$(realpath -m "${SECRETMEM_OUT:-$SECRETMEM_TOP/out}")
 [ -f "$image" ] || die "no kernel image at $image"
-[ -f "$ko" ] || die "no module at $ko: run make first"
+[ "$ko" = none ] || [ -f "$ko" ] || die "no module at $ko: run make first"
 command -v vng >/dev/null || die "vng not found: run scripts/setup-tools.sh"
 
 rm -rf "$out"
@@ -53,7 +59,7 @@ start=$(date +%s)
 # KASAN wild-memory-access in handle_edge_irq during identify_cpu, long
 # before the module; 4-level paging is what the module meets in the field.
 timeout "$timeout_s" vng -r "$image" "${accel[@]}" --disable-microvm --force-9p \
-	--cpus 2 --memory 2G --rwdir="$out" --verbose \
+	--cpus 2 --memory 2G --rwdir="$out" --verbose "${vng_extra[@]}" \
 	--append "panic=-1 oops=panic no5lvl" \
 	-e "$SECRETMEM_TOP/tests/guest/init.sh $out $ko $script $*" \
 	</dev/null >"$out/console.log" 2>&1 || true

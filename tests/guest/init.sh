@@ -3,6 +3,8 @@
 # its output, the kernel log, the KUnit results and the exit status in OUT
 # for the host.
 # usage: init.sh OUT KO SCRIPT [ARGS...]
+# KO none: no module is loaded here; the script loads one (tests/guest/dkms.sh)
+# and copies its KUnit results to OUT/kunit.ktap while it is loaded.
 set -u
 out=$1 ko=$2
 shift 2
@@ -26,13 +28,19 @@ if [ $unpatched = 0 ] && [ ! -c /dev/kvm ]; then
 	finish 1
 	exit 1
 fi
-if ! insmod "$ko" >"$out/insmod.txt" 2>&1; then
-	echo "insmod $ko failed: $(cat "$out/insmod.txt")" >"$out/reason"
-	finish 1
-	exit 1
+if [ "$ko" != none ]; then
+	if ! insmod "$ko" >"$out/insmod.txt" 2>&1; then
+		echo "insmod $ko failed: $(cat "$out/insmod.txt")" >"$out/reason"
+		finish 1
+		exit 1
+	fi
+	cp /sys/kernel/debug/kunit/secretmemfd/results "$out/kunit.ktap" 2>/dev/null ||
+		echo "no KUnit results for suite secretmemfd" >"$out/reason"
 fi
-cp /sys/kernel/debug/kunit/secretmemfd/results "$out/kunit.ktap" 2>/dev/null ||
-	echo "no KUnit results for suite secretmemfd" >"$out/reason"
 
 "$@" >"$out/output.txt" 2>&1
-finish $?
+rc=$?
+if [ "$ko" = none ] && [ ! -s "$out/kunit.ktap" ]; then
+	echo "no KUnit results for suite secretmemfd (the script saved none)" >>"$out/reason"
+fi
+finish $rc
