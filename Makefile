@@ -5,7 +5,8 @@
 #                 KERNEL=release for the variant without debug options)
 #   make demo     boot the guest, load the module, run the demo
 #   make check    build everything and run every test in the guest, on our patched kernel
-#                 and on one with none of our patches (module-unpatched)
+#                 and on one with none of our patches (with the module DKMS builds from
+#                 the secretmemfd-dkms package)
 #   make bench    benchmark secret memory in the guest (release kernel unless KERNEL=debug)
 #   make deb      out/deb/secretmemfd-dkms_VERSION_all.deb (DKMS source package)
 #   make check-dkms  install that package in a guest on the unpatched kernel (slow)

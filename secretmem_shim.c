@@ -250,16 +250,20 @@ unsigned long secretmem_shim_page_address(struct page *page)
 
 /*
  * Zeroed pages for secret memory, charged to the caller's memory cgroup.
- * Pages that are only worth having if they come at once (@spare: a block,
- * whose caller falls back to single pages, or a page pool batch's pages past
- * the one the fault needs) get no retries, no warning and no OOM kill.
+ * @spare pages are ones the caller can do without. A block (order > 0), whose
+ * caller falls back to single pages, gets no retries and no warning. A page
+ * pool batch's page past the one the fault needs is taken only if it is free
+ * now: no reclaim at all, in the system or in the memory cgroup, for pages
+ * nobody asked for yet.
  */
 noinline struct page *secretmem_shim_alloc_pages(unsigned int order, bool spare)
 {
 	gfp_t gfp = GFP_KERNEL_ACCOUNT | __GFP_ZERO;
 
-	if (spare)
+	if (spare && order)
 		gfp |= __GFP_NORETRY | __GFP_NOWARN;
+	else if (spare)
+		gfp = (gfp | __GFP_NOWARN) & ~__GFP_RECLAIM;
 	return alloc_pages(gfp, order);
 }
 ALLOW_ERROR_INJECTION(secretmem_shim_alloc_pages, NULL);
@@ -325,6 +329,7 @@ void secretmem_shim_zero_pages(struct page *page, unsigned int nr)
 	memset(page_address(page), 0, (size_t)nr << PAGE_SHIFT);
 }
 
+#ifdef SECRETMEM_BACKEND_PATCHED
 /*
  * Which memory cgroup __GFP_ACCOUNT charges the caller's allocations to, as a
  * cgroup id (never reused while the system runs); 0 without memory cgroups.
@@ -351,7 +356,6 @@ u64 secretmem_shim_current_memcg_id(void)
 	return id;
 }
 
-#ifdef SECRETMEM_BACKEND_PATCHED
 static unsigned long (*secretmem_pool_count)(void);
 static unsigned long (*secretmem_pool_scan)(unsigned long nr);
 static struct shrinker *secretmem_shrinker;

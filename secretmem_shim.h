@@ -44,8 +44,8 @@ int secretmem_shim_direct_map_restore(struct page *page, unsigned int nr);
 int secretmem_shim_direct_map_remove(unsigned long pfn);
 int secretmem_shim_direct_map_restore(unsigned long pfn);
 #endif
-u64 secretmem_shim_current_memcg_id(void);
 #ifdef SECRETMEM_BACKEND_PATCHED
+u64 secretmem_shim_current_memcg_id(void);
 /* The most pages a pool batch holds: PreparedPage::MAX in direct_map.rs. */
 #define SECRETMEM_POOL_BATCH_MAX 32
 unsigned int secretmem_shim_pool_batch(void);

@@ -223,7 +223,7 @@ STYLE = {
     "secretmemfd": dict(color="#d62728", marker="o", lw=2.6),
     "secretmemfd-uncached": dict(color="#ff7f0e", marker="s", lw=2.0),
     "secretmemfd-helpers": dict(color="#9467bd", marker="P", lw=2.0),
-    "secretmemfd-nopool": dict(color="#8c564b", marker="v", lw=1.5, ls="--"),
+    "secretmemfd-nopool": dict(color="#8c564b", marker="<", lw=1.5, ls="--"),
     "memfd_secret": dict(color="#000000", marker="D", lw=2.6),
     "memfd": dict(color="#1f77b4", marker="^", lw=1.6, ls="--"),
     "anon": dict(color="#7f7f7f", marker="v", lw=1.6, ls="--"),

@@ -23,8 +23,9 @@ mkdir -p "$src" "$root/DEBIAN" "$root/etc/default" "$root/etc/modules-load.d" \
 	"$root/usr/share/doc/secretmemfd-dkms"
 
 # What Kbuild compiles: the crate root names every other .rs file, and the
-# shim includes the UAPI header.
-install -m 0644 "$top/Kbuild" "$top"/*.rs "$top"/*.c "$top"/*.h "$src/"
+# shim includes the UAPI header. Named one by one: the tree may also hold
+# Kbuild's generated files (secretmemfd.mod.c).
+install -m 0644 "$top/Kbuild" "$top"/*.rs "$top/secretmem_shim.c" "$top/secretmem_shim.h" "$src/"
 install -m 0644 -D "$top/include/uapi/linux/secretmemfd.h" "$src/include/uapi/linux/secretmemfd.h"
 install -m 0755 "$pkg/dkms/secretmemfd-check" "$src/"
 sed "s/@VERSION@/$version/" "$pkg/dkms/dkms.conf" >"$src/dkms.conf"

@@ -4,8 +4,9 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-# dkms: tests/guest/dkms.sh installs secretmemfd-dkms in a guest whose root
-# is this machine's, so DKMS must be installed here.
+# dkms: make check builds the module with DKMS from the secretmemfd-dkms
+# package (tests/host/dkms-package.sh), and tests/guest/dkms.sh installs the
+# package in a guest whose root is this machine's.
 debs=(clang-19 lld-19 llvm-19 libclang-19-dev flex bison bc libelf-dev
 	libssl-dev cpio kmod dwarves make rsync xz-utils qemu-system-x86 file
 	gcc libc6-dev python3-pip util-linux strace dkms)

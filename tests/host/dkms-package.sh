@@ -28,8 +28,14 @@ check() {
 	if "$@"; then ok "$what"; else not_ok "$what"; fi
 }
 
-work=$(mktemp -d)
+work=$(mktemp -d) || {
+	echo "not ok 1 - mktemp -d failed"
+	echo "1..1"
+	exit 1
+}
 trap 'rm -rf "$work"' EXIT
+# The toolchain make check uses, whatever /etc/default/secretmemfd-dkms says.
+export SECRETMEM_TOOLCHAIN_PATH=/usr/lib/llvm-19/bin:$HOME/.cargo/bin
 mkdir -p "$out"
 rm -f "$out/secretmemfd.ko"
 
@@ -46,15 +52,18 @@ dpkg-deb -x "$deb" "$root"
 dpkg-deb -e "$deb" "$work/control"
 src=$root/usr/src/secretmemfd-$version
 
-# Every source file Kbuild compiles is in the package: the crate root names
-# each .rs file, so one missing would stop every DKMS build.
-missing=
-for f in Kbuild secretmem_shim.c secretmem_shim.h include/uapi/linux/secretmemfd.h \
-	dkms.conf secretmemfd-check $(cd "$top" && ls ./*.rs); do
-	[ -f "$src/$f" ] || missing="$missing $f"
-done
-check "the package holds the module's sources and DKMS recipe${missing:+ (missing:$missing)}" \
-	test -z "$missing"
+# The package's source is exactly what Kbuild compiles, from git's list: the
+# crate root names each .rs file, so one missing would stop every DKMS build,
+# and a build product must not ride along.
+want=$( (
+	cd "$top" && git ls-files Kbuild secretmem_shim.c secretmem_shim.h '*.rs' \
+		include/uapi/linux/secretmemfd.h | grep -v '/.*\.rs$'
+	echo dkms.conf
+	echo secretmemfd-check
+) | sort)
+have=$(cd "$src" && find . -type f | sed 's|^\./||' | sort)
+check "the package holds the module's sources and DKMS recipe, nothing else" test "$want" = "$have"
+[ "$want" = "$have" ] || diff <(echo "$want") <(echo "$have") | sed 's/^/# /'
 check "dkms.conf names version $version" grep -qx "PACKAGE_VERSION=$version" "$src/dkms.conf"
 check "the package depends on dkms" sh -c "dpkg-deb -f '$deb' Depends | grep -qw dkms"
 check "modules-load.d loads secretmemfd at boot" \
