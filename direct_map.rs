@@ -360,7 +360,8 @@ impl PreparedPage {
     /// than `out.len()` when no more pages can be had or a change fails (that page is freed).
     ///
     /// Only the first page is allocated as a fault's page is, with reclaim, retries and the OOM
-    /// killer; the others are taken only if they are free now, without any reclaim. Fills at most [`PreparedPage::MAX`]
+    /// killer; the others only if they can be had without direct reclaim, so a batch may be
+    /// short. Fills at most [`PreparedPage::MAX`]
     /// slots. Like [`SecretPages::take`] it must be called where it may sleep.
     pub(crate) fn prepare(out: &mut [Option<PreparedPage>]) -> usize {
         // The flush needs interrupts enabled, as in `remove_from_direct_map`.
@@ -368,8 +369,7 @@ impl PreparedPage {
         let mut taken: [Option<NonNull<bindings::page>>; Self::MAX] = [None; Self::MAX];
         let (mut count, mut start, mut end) = (0, usize::MAX, 0);
         for (i, slot) in taken.iter_mut().take(out.len()).enumerate() {
-            // Only the first page is one that a fault needs: the others are taken only if they
-            // are free now, with no reclaim.
+            // Only the first page is one that a fault needs: the others get no direct reclaim.
             // SAFETY: Allocating pages has no precondition.
             let page = unsafe { shim::secretmem_shim_alloc_pages(0, i > 0) };
             let Some(page) = NonNull::new(page) else {

@@ -252,9 +252,9 @@ unsigned long secretmem_shim_page_address(struct page *page)
  * Zeroed pages for secret memory, charged to the caller's memory cgroup.
  * @spare pages are ones the caller can do without. A block (order > 0), whose
  * caller falls back to single pages, gets no retries and no warning. A page
- * pool batch's page past the one the fault needs is taken only if it is free
- * now: no reclaim at all, in the system or in the memory cgroup, for pages
- * nobody asked for yet.
+ * pool batch's page past the one the fault needs gets no direct reclaim, in
+ * the system or in the memory cgroup, for pages nobody asked for yet; it may
+ * wake kswapd, as any allocation that cannot wait does.
  */
 noinline struct page *secretmem_shim_alloc_pages(unsigned int order, bool spare)
 {
@@ -263,7 +263,7 @@ noinline struct page *secretmem_shim_alloc_pages(unsigned int order, bool spare)
 	if (spare && order)
 		gfp |= __GFP_NORETRY | __GFP_NOWARN;
 	else if (spare)
-		gfp = (gfp | __GFP_NOWARN) & ~__GFP_RECLAIM;
+		gfp = (gfp | __GFP_NOWARN) & ~__GFP_DIRECT_RECLAIM;
 	return alloc_pages(gfp, order);
 }
 ALLOW_ERROR_INJECTION(secretmem_shim_alloc_pages, NULL);

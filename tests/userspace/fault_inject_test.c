@@ -1058,9 +1058,13 @@ static void ff_pool(const char *name, const char *fn, int err, int space, int ti
 	CHECK(fired);
 	CHECK(end == FF_SERVED && p[0] == 0x5a);
 	CHECK(now.faults - base.faults == faults);
-	CHECK(waiting == pool);
+	/*
+	 * At most @pool: a batch's pages past the first get no direct reclaim,
+	 * so it may be shorter when free memory is.
+	 */
+	CHECK(waiting <= pool);
 	/* Out of the direct map: the page in use and the pool's, nothing else. */
-	CHECK(now.removals - now.restores == base.removals - base.restores + 1 + pool);
+	CHECK(now.removals - now.restores == base.removals - base.restores + 1 + waiting);
 	CHECK(now.leaked == base.leaked);
 	CHECK(munmap(p, 2 * ps) == 0 && close(fd) == 0);
 	write_file(POOL_BATCH, "0");

@@ -80,21 +80,37 @@ static void test_stats_follow_pages(void)
 	pool_default();
 }
 
+/* Pages that one touch took out of the direct map: its batch. */
+static long batch_of_touch(char *p)
+{
+	long removals = stat_value("direct_map_removals"), got;
+
+	CHECK(p[0] == 0 && p[ps - 1] == 0);
+	got = stat_value("direct_map_removals") - removals;
+	/*
+	 * Up to 32: the pages past the one the touch needs get no direct
+	 * reclaim, so a batch may be short when free memory is.
+	 */
+	CHECK(got >= 1 && got <= 32);
+	return got;
+}
+
 /* A child in a memory cgroup of its own touches one secret page. */
 static void pool_child(void *arg)
 {
-	long flushes = stat_value("tlb_flushes"), pool = stat_value("pool_pages");
+	long flushes = stat_value("tlb_flushes"), pool = stat_value("pool_pages"), got;
 	char pid[16];
 	int fd;
 	char *p;
 
+	(void)arg;
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	write_file(TEST_CGROUP "/cgroup.procs", pid);
 	p = secret_map(&fd, 0, 1);
-	touch(p);
+	got = batch_of_touch(p);
 	/* Not from the other cgroup's batch: a batch of its own. */
 	CHECK(stat_value("tlb_flushes") == flushes + 1);
-	CHECK(stat_value("pool_pages") == pool + *(long *)arg - 1);
+	CHECK(stat_value("pool_pages") == pool + got - 1);
 }
 
 /*
@@ -106,7 +122,7 @@ static void pool_child(void *arg)
 static void test_pool_serves_single_pages(void)
 {
 	enum { BATCH = 32 };
-	long flushes, removals, restores, pages, batch = BATCH;
+	long flushes, removals, restores, pages, got, waiting;
 	int fds[BATCH], fd;
 	char *p[BATCH], *q;
 
@@ -124,29 +140,32 @@ static void test_pool_serves_single_pages(void)
 	removals = stat_value("direct_map_removals");
 	restores = stat_value("direct_map_restores");
 	pages = stat_value("pages");
-	for (int i = 0; i < BATCH; i++) {
-		p[i] = secret_map(&fds[i], 0, 1);
-		/* Reading faults the page in: zeroed. */
-		CHECK(p[i][0] == 0 && p[i][ps - 1] == 0);
+	p[0] = secret_map(&fds[0], 0, 1);
+	got = batch_of_touch(p[0]);
+	for (int i = 0; i < got; i++) {
+		if (i) {
+			p[i] = secret_map(&fds[i], 0, 1);
+			/* Reading faults the page in: zeroed. */
+			CHECK(p[i][0] == 0 && p[i][ps - 1] == 0);
+		}
 		memset(p[i], 0x5a, ps);
 		CHECK(stat_value("tlb_flushes") == flushes + 1);
-		CHECK(stat_value("direct_map_removals") == removals + BATCH);
-		CHECK(stat_value("pool_pages") == BATCH - 1 - i);
+		CHECK(stat_value("direct_map_removals") == removals + got);
+		CHECK(stat_value("pool_pages") == got - 1 - i);
 		CHECK(stat_value("pages") == pages + i + 1);
 	}
 	/* The batch is used up: the next page starts another. */
 	q = secret_map(&fd, 0, 1);
-	touch(q);
+	batch_of_touch(q);
 	CHECK(stat_value("tlb_flushes") == flushes + 2);
-	CHECK(stat_value("pool_pages") == BATCH - 1);
 	/* Released pages go back to the direct map, zeroed, not to the pool. */
-	for (int i = 0; i < BATCH; i++)
+	waiting = stat_value("pool_pages");
+	for (int i = 0; i < got; i++)
 		CHECK(munmap(p[i], ps) == 0 && close(fds[i]) == 0);
-	CHECK(stat_value("direct_map_restores") == restores + BATCH);
-	CHECK(stat_value("pool_pages") == BATCH - 1);
+	CHECK(stat_value("direct_map_restores") == restores + got);
+	CHECK(stat_value("pool_pages") == waiting);
 	p[0] = secret_map(&fds[0], 0, 1);
-	CHECK(p[0][0] == 0 && p[0][ps - 1] == 0);
-	CHECK(stat_value("pool_pages") == BATCH - 2);
+	touch(p[0]);
 
 	/* Another memory cgroup gets a batch of its own. */
 	if (access(CGROUP "/cgroup.controllers", F_OK))
@@ -154,11 +173,11 @@ static void test_pool_serves_single_pages(void)
 	write_file(CGROUP "/cgroup.subtree_control", "+memory");
 	rmdir(TEST_CGROUP);
 	CHECK(mkdir(TEST_CGROUP, 0755) == 0);
-	CHECK(child_exit(pool_child, &batch) == 0);
+	CHECK(child_exit(pool_child, NULL) == 0);
 	CHECK(rmdir(TEST_CGROUP) == 0);
-	CHECK(stat_value("pool_pages") == 2 * BATCH - 3);
 
 	/* Memory pressure's shrinker takes the waiting pages back. */
+	CHECK(stat_value("pool_pages") > 0);
 	write_file("/proc/sys/vm/drop_caches", "2");
 	CHECK(stat_value("pool_pages") == 0);
 	CHECK(stat_value("direct_map_removals") - removals -
@@ -168,8 +187,8 @@ static void test_pool_serves_single_pages(void)
 	/* So does pool_batch=0, which also stops the pool. */
 	CHECK(munmap(p[0], ps) == 0 && close(fds[0]) == 0);
 	p[0] = secret_map(&fds[0], 0, 1);
-	touch(p[0]);
-	CHECK(stat_value("pool_pages") == BATCH - 1);
+	got = batch_of_touch(p[0]);
+	CHECK(stat_value("pool_pages") == got - 1);
 	flushes = stat_value("tlb_flushes");
 	write_file(POOL_BATCH, "0");
 	CHECK(stat_value("pool_pages") == 0);
@@ -258,10 +277,11 @@ static int try_hibernate(void)
 
 static void test_hibernation_refused_while_open(void)
 {
+	long got = 0;
 	int fd;
 	char *p;
 
-	/* A fresh batch: 31 pages wait in the pool once one is touched. */
+	/* A fresh batch: its other pages wait in the pool once one is touched. */
 	pool_off();
 	pool_default();
 	fd = secretmemfd(0);
@@ -269,12 +289,14 @@ static void test_hibernation_refused_while_open(void)
 	CHECK(ftruncate(fd, ps) == 0);
 	p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	CHECK(p != MAP_FAILED);
+	if (expect_patched())
+		got = batch_of_touch(p);
 	touch(p);
 	write_file("/sys/power/pm_test", "freezer");
 	CHECK(try_hibernate() == EBUSY);
 	CHECK(munmap(p, ps) == 0 && close(fd) == 0);
 	/* The page pool's pages, out of the direct map, go back before an image. */
-	CHECK(stat_value("pool_pages") == (expect_patched() ? 31 : 0));
+	CHECK(stat_value("pool_pages") == (got ? got - 1 : 0));
 	CHECK(try_hibernate() == 0);
 	CHECK(stat_value("pool_pages") == 0);
 	write_file("/sys/power/pm_test", "none");
