@@ -14,10 +14,11 @@
 
 SHELL := /bin/bash
 export PATH := /usr/lib/llvm-19/bin:$(HOME)/.cargo/bin:$(PATH)
-# The guest kernel: debug (KASAN, lockdep, kmemleak; the default) or release
-# (the default of `make bench`, which should not measure the debug options).
+# The guest kernel: debug (KASAN, lockdep, kmemleak; the default), release
+# (the default of `make bench`, which should not measure the debug options) or
+# unpatched (the default of `make check-dkms`: a kernel nobody patched).
 ifeq ($(origin KERNEL),undefined)
-KERNEL := $(if $(filter bench,$(MAKECMDGOALS)),release,debug)
+KERNEL := $(if $(filter bench,$(MAKECMDGOALS)),release,$(if $(filter check-dkms,$(MAKECMDGOALS)),unpatched,debug))
 endif
 export SECRETMEM_KERNEL := $(KERNEL)
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)
