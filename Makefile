@@ -18,7 +18,8 @@ export PATH := /usr/lib/llvm-19/bin:$(HOME)/.cargo/bin:$(PATH)
 # (the default of `make bench`, which should not measure the debug options) or
 # unpatched (the default of `make check-dkms`: a kernel nobody patched).
 ifeq ($(origin KERNEL),undefined)
-KERNEL := $(if $(filter bench,$(MAKECMDGOALS)),release,$(if $(filter check-dkms,$(MAKECMDGOALS)),unpatched,debug))
+KERNEL := $(if $(filter bench,$(MAKECMDGOALS)),release,debug)
+check-dkms: export SECRETMEM_KERNEL := unpatched
 endif
 export SECRETMEM_KERNEL := $(KERNEL)
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),scripts/kernel-build.sh)

@@ -394,15 +394,24 @@ mod cases {
             }
             // Allocated first: reclaim in the middle could run the shrinker.
             let mut held = kernel::alloc::KVec::with_capacity(4, GFP_KERNEL).unwrap();
-            drain();
-            assert_eq!(STATS.pool_pages.load(Relaxed), 0);
-            let before = flushes();
-            held.push(take_page_with(CacheMode::Cached, 4).unwrap(), GFP_KERNEL)
-                .unwrap();
-            assert_eq!(flushes(), before + 1);
-            // Up to three wait: a batch's other pages get no direct reclaim, so it may be short.
-            let waiting = STATS.pool_pages.load(Relaxed);
-            assert!(waiting <= 3);
+            // Up to three wait: a batch's other pages get no direct reclaim, so it may be short,
+            // but not every time: a pool that never keeps a page fails here.
+            let mut before = 0;
+            let mut waiting = 0;
+            for _ in 0..8 {
+                held.clear();
+                drain();
+                assert_eq!(STATS.pool_pages.load(Relaxed), 0);
+                before = flushes();
+                held.push(take_page_with(CacheMode::Cached, 4).unwrap(), GFP_KERNEL)
+                    .unwrap();
+                assert_eq!(flushes(), before + 1);
+                waiting = STATS.pool_pages.load(Relaxed);
+                if waiting > 0 {
+                    break;
+                }
+            }
+            assert!((1..=3).contains(&waiting));
             for _ in 0..waiting {
                 let page = take_page_with(CacheMode::Cached, 4).unwrap();
                 assert_secret(page.as_ptr(), 1, CacheMode::Cached);

@@ -253,8 +253,9 @@ unsigned long secretmem_shim_page_address(struct page *page)
  * @spare pages are ones the caller can do without. A block (order > 0), whose
  * caller falls back to single pages, gets no retries and no warning. A page
  * pool batch's page past the one the fault needs gets no direct reclaim, in
- * the system or in the memory cgroup, for pages nobody asked for yet; it may
- * wake kswapd, as any allocation that cannot wait does.
+ * the system or in the memory cgroup, and no memory reserves (an OOM victim's
+ * included), for pages nobody asked for yet; it may wake kswapd, as any
+ * allocation that cannot wait does.
  */
 noinline struct page *secretmem_shim_alloc_pages(unsigned int order, bool spare)
 {
@@ -263,7 +264,7 @@ noinline struct page *secretmem_shim_alloc_pages(unsigned int order, bool spare)
 	if (spare && order)
 		gfp |= __GFP_NORETRY | __GFP_NOWARN;
 	else if (spare)
-		gfp = (gfp | __GFP_NOWARN) & ~__GFP_DIRECT_RECLAIM;
+		gfp = (gfp | __GFP_NOWARN | __GFP_NOMEMALLOC) & ~__GFP_DIRECT_RECLAIM;
 	return alloc_pages(gfp, order);
 }
 ALLOW_ERROR_INJECTION(secretmem_shim_alloc_pages, NULL);

@@ -1048,8 +1048,9 @@ static void ff_pool(const char *name, const char *fn, int err, int space, int ti
 	p = secret_map(&fd, 0, 2);
 	end = ff_touch(p, times);
 	fired = ff_disarm();
-	now = counters_now();
+	/* First: a kswapd shrink in between would only lower it. */
 	waiting = stat_value("pool_pages");
+	now = counters_now();
 	ff_reset();
 	printf("# fail_function: %s -> %s x%d after %d calls: %s %s; faults +%ld, pool_pages %ld\n",
 	       fn, err ? strerrorname_np(err) : "NULL", times, space ? space - 1 : 0, name,
