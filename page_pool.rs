@@ -199,32 +199,49 @@ mod pool {
     ///
     /// Fails with `ENOMEM` when no page can be had, or with the error of the direct-map change.
     pub(crate) fn take_page(mode: CacheMode) -> Result<SecretPage> {
-        take_page_with(mode, batch())
-    }
-
-    /// [`take_page`] with batches of `batch` pages, at most [`PreparedPage::MAX`].
-    pub(crate) fn take_page_with(mode: CacheMode, batch: usize) -> Result<SecretPage> {
-        let batch = batch.min(BATCH_MAX);
-        if mode != CacheMode::Cached || batch == 0 {
-            return SecretPage::take(mode);
-        }
         // SAFETY: Only reads the current task's cgroup.
         let cgroup = unsafe { shim::secretmem_shim_current_memcg_id() };
+        take_page_for(mode, batch(), cgroup).map(|(page, _)| page)
+    }
+
+    /// Where a page of [`take_page_for`] came from.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Source {
+        /// The cgroup's batch: no direct-map change, no flush.
+        Pool,
+        /// A new batch of this many pages, with one flush.
+        Batch(usize),
+        /// A page of its own, as without the pool.
+        Alone,
+    }
+
+    /// [`take_page`] with batches of `batch` pages (at most [`PreparedPage::MAX`]) kept for
+    /// `cgroup`; also says where the page came from.
+    pub(crate) fn take_page_for(
+        mode: CacheMode,
+        batch: usize,
+        cgroup: u64,
+    ) -> Result<(SecretPage, Source)> {
+        let batch = batch.min(BATCH_MAX);
+        if mode != CacheMode::Cached || batch == 0 {
+            return Ok((SecretPage::take(mode)?, Source::Alone));
+        }
         let pooled = POOL.lock().take(cgroup);
         if let Some(page) = pooled {
-            return Ok(page.into_secret());
+            return Ok((page.into_secret(), Source::Pool));
         }
         // Allocating sleeps and may reclaim, which calls the shrinker: not under the lock.
         let mut fresh: [Option<PreparedPage>; BATCH_MAX] = [const { None }; BATCH_MAX];
-        if PreparedPage::prepare(&mut fresh[..batch]) == 0 {
+        let count = PreparedPage::prepare(&mut fresh[..batch]);
+        if count == 0 {
             // What one page on its own gets: `ENOMEM`, or the change's error.
-            return SecretPage::take(mode);
+            return Ok((SecretPage::take(mode)?, Source::Alone));
         }
         let first = fresh[0].take().ok_or(ENOMEM)?;
         let mut evicted: [Option<PreparedPage>; BATCH_MAX] = [const { None }; BATCH_MAX];
         POOL.lock().stock(cgroup, &mut fresh[1..], &mut evicted);
         // `fresh` and `evicted` drop here, without the lock: their pages go back.
-        Ok(first.into_secret())
+        Ok((first.into_secret(), Source::Batch(count)))
     }
 
     /// Gives back up to `nr` waiting pages; returns how many.

@@ -4,8 +4,8 @@
 # /usr, /etc and /var as overlays that vanish with the guest, and runs
 # tests/guest/dkms.sh there (install, DKMS build, modprobe, suites, purge, and
 # the check's refusals). Prints the TAP summary; exits non-zero on a failure.
-# Results go to $SECRETMEM_OUT (./out-dkms: vm-run.sh clears its folder, and
-# ./out holds the .deb).
+# Results go to $SECRETMEM_OUT (./out-dkms: vm-run.sh clears its folder), the
+# package to $SECRETMEM_DEB_OUT (./build/deb).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -13,7 +13,9 @@ export SECRETMEM_KERNEL=${SECRETMEM_KERNEL:-unpatched}
 export SECRETMEM_OUT=${SECRETMEM_OUT:-$SECRETMEM_TOP/out-dkms}
 tree=$(kernel_dir)
 command -v dkms >/dev/null || die "dkms is not installed: run scripts/setup-tools.sh"
-deb=$("$SECRETMEM_TOP/scripts/deb-build.sh")
+# Not in out/: make check and make demo clear it, and the guest reads the
+# package for most of an hour.
+deb=$(SECRETMEM_DEB_OUT=${SECRETMEM_DEB_OUT:-$SECRETMEM_TOP/build/deb} "$SECRETMEM_TOP/scripts/deb-build.sh")
 make -s -C "$SECRETMEM_TOP/tests/userspace" secretmem_test || die "building tests/userspace/secretmem_test failed"
 
 # dpkg and DKMS write under /usr (src, lib/modules, share/doc), /etc and /var
