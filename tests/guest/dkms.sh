@@ -12,6 +12,8 @@ set -u
 deb=$1 kdir=$2
 out=$SECRETMEM_GUEST_OUT
 bin=$(cd "$(dirname "$0")/../userspace" && pwd)
+# shellcheck source=tests/lib/fake-kernel-tree.sh
+. "$(dirname "$0")/../lib/fake-kernel-tree.sh"
 kver=$(uname -r)
 version=$(dpkg-deb -f "$deb" Version)
 name=secretmemfd
@@ -73,20 +75,10 @@ refused() {
 	check "$case: nothing installed" nothing_left
 }
 
-# A copy of what the check reads from KDIR (the crates as links), for a tree
-# with one piece broken by the caller.
+# A copy of what the check reads from KDIR, for a tree with one piece broken
+# by the caller (tests/lib/fake-kernel-tree.sh).
 fake_tree() {
-	local dir=/tmp/fake-$1 f
-	rm -rf "$dir"
-	mkdir -p "$dir/include/config" "$dir/include/generated" "$dir/scripts" "$dir/rust"
-	for f in .config include/config/auto.conf include/generated/rustc_cfg \
-		scripts/target.json scripts/Makefile.build Module.symvers; do
-		cp "$kdir/$f" "$dir/$f"
-	done
-	for f in "$kdir"/rust/lib*.rmeta "$kdir"/rust/lib*.so; do
-		ln -s "$f" "$dir/rust/"
-	done
-	echo "$dir"
+	fake_kernel_tree "$kdir" "/tmp/fake-$1"
 }
 
 # DKMS finds the tree where a headers package puts the link, and installs

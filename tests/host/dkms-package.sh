@@ -10,6 +10,7 @@
 set -u
 kdir=$1 out=$2
 top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$top/tests/lib/fake-kernel-tree.sh"
 n=0
 failed=0
 
@@ -73,19 +74,10 @@ check "modules-load.d loads secretmemfd at boot" \
 check "preinst carries the build check" \
 	grep -qF 'refuse "the kernel at $kdir is built without CONFIG_RUST=y' "$work/control/preinst"
 
-# A copy of what the check reads from KDIR (the crates as links), for a tree
-# with one piece broken by the caller.
+# A copy of what the check reads from KDIR, for a tree with one piece broken
+# by the caller (tests/lib/fake-kernel-tree.sh).
 fake_tree() {
-	local dir=$work/fake-$1 f
-	mkdir -p "$dir/include/config" "$dir/include/generated" "$dir/scripts" "$dir/rust"
-	for f in .config include/config/auto.conf include/config/kernel.release \
-		include/generated/rustc_cfg scripts/target.json scripts/Makefile.build Module.symvers; do
-		cp "$kdir/$f" "$dir/$f"
-	done
-	for f in "$kdir"/rust/lib*.rmeta "$kdir"/rust/lib*.so; do
-		ln -s "$f" "$dir/rust/"
-	done
-	echo "$dir"
+	fake_kernel_tree "$kdir" "$work/fake-$1"
 }
 
 # The check must refuse with exactly one line saying WANT and exit 1.
